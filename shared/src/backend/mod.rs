@@ -1,0 +1,382 @@
+//! Storage, inbox queue and event bus, behind one enum with a Redis and an in-memory
+//! implementation. Both pass the same conformance suite (`tests/conformance.rs`).
+//!
+//! The operations are the domain's, not Redis primitives: "accept a message",
+//! "publish events", "finish a message". Each is one atomic step in either backend,
+//! which is what the contract's guarantees rest on.
+
+// Defined before the submodules so `counters` uses the same one.
+macro_rules! dispatch {
+    ($self:expr, $b:ident => $call:expr) => {
+        match $self {
+            Backend::Redis($b) => $call,
+            Backend::Memory($b) => $call,
+        }
+    };
+}
+
+mod counters;
+pub mod memory;
+pub mod redis;
+
+use crate::config::StoreSettings;
+use crate::ids::SessionId;
+use crate::model::*;
+use crate::wire::StreamEvent;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+pub use counters::SlotOutcome;
+pub use memory::MemoryBackend;
+pub use redis::RedisBackend;
+
+/// A backend call that failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] fred::error::Error),
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+}
+
+/// What a bus subscriber receives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BusSignal {
+    Message(BusMessage),
+    /// Messages may have been missed (reconnect, lag): re-read the event logs.
+    Resync,
+}
+
+/// Whether a publish took effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishOutcome {
+    Published {
+        last_seq: u64,
+    },
+    SessionGone,
+    /// A newer attempt owns the session's message; nothing was published.
+    Fenced,
+    /// The fenced message was cancelled; nothing was published.
+    Cancelled,
+}
+
+/// The store of the deployment: Redis for scale-out, memory for one process.
+#[derive(Clone)]
+pub enum Backend {
+    Redis(RedisBackend),
+    Memory(MemoryBackend),
+}
+
+/// The bus subscription of one gateway instance.
+#[derive(Clone)]
+pub enum Subscriber {
+    Redis(redis::RedisSubscriber),
+    Memory(memory::MemorySubscriber),
+}
+
+impl Backend {
+    /// Redis when a URL is configured, else memory. Never falls back silently.
+    pub async fn connect(settings: &StoreSettings) -> Result<Self, StoreError> {
+        match &settings.redis_url {
+            Some(url) => Ok(Backend::Redis(
+                RedisBackend::connect(url.expose(), settings).await?,
+            )),
+            None => Ok(Backend::Memory(MemoryBackend::new(settings))),
+        }
+    }
+
+    /// `"redis"` or `"memory"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Backend::Redis(_) => "redis",
+            Backend::Memory(_) => "memory",
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, b => b.ping().await)
+    }
+
+    /// Creates a session; false when the id is taken.
+    pub async fn create_session(&self, new: &NewSession) -> Result<bool, StoreError> {
+        dispatch!(self, b => b.create_session(new).await)
+    }
+
+    pub async fn session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        dispatch!(self, b => b.session(id).await)
+    }
+
+    /// Refreshes the idle TTL; false when the session no longer exists.
+    pub async fn touch_session(&self, id: &SessionId) -> Result<bool, StoreError> {
+        dispatch!(self, b => b.touch_session(id).await)
+    }
+
+    /// Deletes a session with its history and log, and tells its sockets; false when absent.
+    pub async fn delete_session(&self, id: &SessionId) -> Result<bool, StoreError> {
+        dispatch!(self, b => b.delete_session(id).await)
+    }
+
+    /// Sessions active within the idle TTL, across all instances.
+    pub async fn active_sessions(&self) -> Result<u64, StoreError> {
+        dispatch!(self, b => b.active_sessions().await)
+    }
+
+    /// One page of history, oldest first: the `limit` messages before `before` (or the
+    /// newest). `None` when `before` is not in the retained history.
+    pub async fn history(
+        &self,
+        id: &SessionId,
+        limit: usize,
+        before: Option<crate::ids::MessageId>,
+    ) -> Result<Option<HistoryPage>, StoreError> {
+        let all = dispatch!(self, b => b.history_all(id).await)?;
+        Ok(page_of(all, limit, before))
+    }
+
+    /// Stores a user message and queues it for a worker, in one step.
+    pub async fn accept_message(
+        &self,
+        id: &SessionId,
+        message: &StoredMessage,
+        client_message_id: Option<&str>,
+        max_pending: u32,
+    ) -> Result<AcceptOutcome, StoreError> {
+        dispatch!(self, b => b.accept_message(id, message, client_message_id, max_pending).await)
+    }
+
+    /// Assigns seqs to `events`, logs and publishes them as one batch. A worker passes
+    /// its fence, so the publish is refused once it lost the message or it was cancelled.
+    pub async fn publish(
+        &self,
+        id: &SessionId,
+        events: &[StreamEvent],
+        fence: Option<Fence>,
+    ) -> Result<PublishOutcome, StoreError> {
+        dispatch!(self, b => b.publish(id, events, fence).await)
+    }
+
+    /// Events with `seq > after_seq` still retained in the session's log.
+    pub async fn replay(&self, id: &SessionId, after_seq: u64) -> Result<Replay, StoreError> {
+        dispatch!(self, b => b.replay(id, after_seq).await)
+    }
+
+    /// A bus subscription for one gateway instance.
+    pub async fn subscriber(&self) -> Result<Subscriber, StoreError> {
+        match self {
+            Backend::Redis(b) => Ok(Subscriber::Redis(b.subscriber().await?)),
+            Backend::Memory(b) => Ok(Subscriber::Memory(b.subscriber())),
+        }
+    }
+
+    pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        dispatch!(self, b => b.queue_stats().await)
+    }
+
+    /// Up to `max` inbox entries for this consumer, waiting at most `block`.
+    pub async fn read_inbox(
+        &self,
+        consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        dispatch!(self, b => b.read_inbox(consumer, max, block).await)
+    }
+
+    /// Takes the session's oldest pending message with the newest attempt number.
+    pub async fn begin(
+        &self,
+        delivery: &Delivery,
+        context_messages: usize,
+    ) -> Result<Begin, StoreError> {
+        dispatch!(self, b => b.begin(delivery, context_messages).await)
+    }
+
+    /// Entries delivered to any worker and idle (unrefreshed) for at least `min_idle`,
+    /// now claimed by `consumer`: the messages of a worker that died.
+    pub async fn reclaim(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        dispatch!(self, b => b.reclaim(consumer, min_idle, max).await)
+    }
+
+    /// Keeps this live worker's claims fresh so they are not reclaimed.
+    pub async fn refresh_claims(
+        &self,
+        consumer: &str,
+        entry_ids: &[String],
+    ) -> Result<(), StoreError> {
+        if entry_ids.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, b => b.refresh_claims(consumer, entry_ids).await)
+    }
+
+    /// Records a message given up on (after `finish`-ing it with an error).
+    pub async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        work: &Work,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, b => b.dead_letter(delivery, work, reason).await)
+    }
+
+    /// Asks the session's generation in progress to stop, wherever it runs.
+    pub async fn cancel(&self, id: &SessionId) -> Result<CancelOutcome, StoreError> {
+        dispatch!(self, b => b.cancel(id).await)
+    }
+
+    /// Cancel requests for workers, as they are made.
+    pub async fn cancel_requests(&self) -> Result<mpsc::Receiver<CancelRequest>, StoreError> {
+        dispatch!(self, b => b.cancel_requests().await)
+    }
+
+    /// Publishes a canary on the channel of `canary_id` (a pseudo-session only this
+    /// instance subscribes to), to prove its subscription still delivers.
+    pub async fn send_canary(&self, canary_id: &SessionId) -> Result<(), StoreError> {
+        dispatch!(self, b => b.send_canary(canary_id).await)
+    }
+
+    /// Stores `answer` (if any), publishes `events`, acknowledges, queues the next message.
+    pub async fn finish(
+        &self,
+        delivery: &Delivery,
+        work: &Work,
+        answer: Option<&StoredMessage>,
+        events: &[StreamEvent],
+    ) -> Result<FinishOutcome, StoreError> {
+        dispatch!(self, b => b.finish(delivery, work, answer, events).await)
+    }
+}
+
+impl Subscriber {
+    pub async fn subscribe(&self, id: &SessionId) -> Result<(), StoreError> {
+        match self {
+            Subscriber::Redis(s) => s.subscribe(id).await,
+            Subscriber::Memory(s) => {
+                s.subscribe(id);
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn unsubscribe(&self, id: &SessionId) -> Result<(), StoreError> {
+        match self {
+            Subscriber::Redis(s) => s.unsubscribe(id).await,
+            Subscriber::Memory(s) => {
+                s.unsubscribe(id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Subscribes again to every channel (a subscription that went quiet).
+    pub async fn resubscribe(&self) -> Result<(), StoreError> {
+        match self {
+            Subscriber::Redis(s) => s.resubscribe().await,
+            Subscriber::Memory(_) => Ok(()),
+        }
+    }
+
+    /// The stream of messages on subscribed channels; call once per subscriber.
+    pub fn signals(&self, capacity: usize) -> mpsc::Receiver<BusSignal> {
+        match self {
+            Subscriber::Redis(s) => s.signals(capacity),
+            Subscriber::Memory(s) => s.signals(capacity),
+        }
+    }
+}
+
+/// Splits a published batch into `(seq, event json)` lines.
+pub fn split_batch(payload: &str) -> impl Iterator<Item = (Option<u64>, &str)> {
+    payload.split('\n').map(|line| (seq_of(line), line))
+}
+
+/// The `seq` of an event line as the store writes it (`{"seq":N,...`), without parsing it all.
+pub fn seq_of(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix("{\"seq\":")?;
+    let end = rest.find(|c: char| !c.is_ascii_digit())?;
+    rest[..end].parse().ok()
+}
+
+/// Keeps the lines past `after_seq` and says whether the replay is gap-free.
+fn finish_replay(lines: Vec<String>, after_seq: u64, last_seq: u64) -> Replay {
+    let events: Vec<String> = lines
+        .into_iter()
+        .filter(|line| seq_of(line).is_some_and(|seq| seq > after_seq))
+        .collect();
+    let first = events.first().and_then(|line| seq_of(line));
+    let recovered = match first {
+        Some(first) => first == after_seq + 1,
+        None => after_seq == last_seq,
+    };
+    Replay {
+        events,
+        recovered,
+        last_seq,
+    }
+}
+
+fn page_of(
+    all: Vec<StoredMessage>,
+    limit: usize,
+    before: Option<crate::ids::MessageId>,
+) -> Option<HistoryPage> {
+    let end = match before {
+        Some(before) => all.iter().position(|m| m.id == before)?,
+        None => all.len(),
+    };
+    let start = end.saturating_sub(limit);
+    Some(HistoryPage {
+        has_more: start > 0,
+        messages: all[start..end].to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_is_read_from_the_line_prefix() {
+        assert_eq!(seq_of(r#"{"seq":42,"type":"chunk"}"#), Some(42));
+        assert_eq!(seq_of(r#"{"type":"session_deleted"}"#), None);
+    }
+
+    #[test]
+    fn replay_reports_gaps() {
+        let lines = |seqs: &[u64]| {
+            seqs.iter()
+                .map(|s| format!("{{\"seq\":{s},\"x\":1}}"))
+                .collect()
+        };
+        assert!(finish_replay(lines(&[4, 5, 6]), 3, 6).recovered);
+        let r = finish_replay(lines(&[4, 5, 6]), 4, 6);
+        assert_eq!(r.events.len(), 2);
+        assert!(r.recovered);
+        assert!(!finish_replay(lines(&[8, 9]), 3, 9).recovered);
+        assert!(!finish_replay(Vec::new(), 3, 9).recovered);
+        assert!(finish_replay(Vec::new(), 9, 9).recovered);
+    }
+
+    #[test]
+    fn history_pages_walk_backwards() {
+        let msgs: Vec<StoredMessage> = (0..5)
+            .map(|i| StoredMessage::user(format!("m{i}")))
+            .collect();
+        let page = page_of(msgs.clone(), 2, None).unwrap();
+        assert_eq!(page.messages, msgs[3..5]);
+        assert!(page.has_more);
+        let page = page_of(msgs.clone(), 2, Some(msgs[3].id)).unwrap();
+        assert_eq!(page.messages, msgs[1..3]);
+        assert!(page.has_more);
+        let page = page_of(msgs.clone(), 5, Some(msgs[1].id)).unwrap();
+        assert_eq!(page.messages, msgs[0..1]);
+        assert!(!page.has_more);
+        assert!(page_of(msgs, 2, Some(crate::ids::MessageId::new_random())).is_none());
+    }
+}

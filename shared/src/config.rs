@@ -1,0 +1,99 @@
+//! Settings both binaries read: where state lives and how much of it is kept.
+//!
+//! Each setting is an environment variable and a `--flag` (clap with `env`); each
+//! binary flattens these into its own typed settings struct, read once at start-up.
+
+use clap::Args;
+use std::fmt;
+use std::time::Duration;
+
+/// A value that must never appear in logs or `Debug` output (keys, URLs with passwords).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
+
+fn parse_prefix(raw: &str) -> Result<String, String> {
+    if raw.is_empty() || raw.contains(['{', '}', ' ']) {
+        Err("must be non-empty, without braces or spaces".into())
+    } else {
+        Ok(raw.to_owned())
+    }
+}
+
+/// Where sessions, history, the inbox and the event log live.
+#[derive(Debug, Clone, Args)]
+pub struct StoreSettings {
+    /// Redis URL (`redis://`, `rediss://` for TLS). Unset: embedded in-memory mode.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<Secret>,
+
+    /// Prefix of every Redis key and channel (pub/sub ignores the DB number).
+    #[arg(long, env = "KEY_PREFIX", default_value = "chat", value_parser = parse_prefix)]
+    pub key_prefix: String,
+
+    /// A session with no activity for this long expires with all its data.
+    #[arg(long, env = "SESSION_IDLE_TTL_SECS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_idle_ttl_secs: u64,
+
+    /// Event batches kept per session for resume (`last_seq`); older ones are trimmed.
+    #[arg(long, env = "EVENT_LOG_MAX_ENTRIES", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub event_log_max_entries: u64,
+
+    /// Messages kept per session's history; older ones are trimmed.
+    #[arg(long, env = "HISTORY_MAX_MESSAGES", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(2..))]
+    pub history_max_messages: u64,
+
+    /// Deadline of one Redis command, in milliseconds.
+    #[arg(long, env = "REDIS_COMMAND_TIMEOUT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    pub redis_command_timeout_ms: u64,
+}
+
+impl StoreSettings {
+    /// Settings with every default and the given Redis URL and prefix (for tests and tools).
+    pub fn new(redis_url: Option<&str>, key_prefix: &str) -> Self {
+        Self {
+            redis_url: redis_url.map(Secret::from),
+            key_prefix: key_prefix.to_owned(),
+            session_idle_ttl_secs: 86_400,
+            event_log_max_entries: 1_000,
+            history_max_messages: 1_000,
+            redis_command_timeout_ms: 5_000,
+        }
+    }
+
+    pub fn idle_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_idle_ttl_secs)
+    }
+
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_command_timeout_ms)
+    }
+}

@@ -1,0 +1,251 @@
+//! What is stored and what travels inside: sessions, messages, inbox deliveries and
+//! the outcomes workers write.
+
+use crate::clock;
+use crate::ids::{MessageId, SessionId, UserId};
+use crate::wire::{ErrorCode, Protocol};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+/// One message of a session's history, as stored and as `GET .../messages` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub id: MessageId,
+    pub role: Role,
+    pub content: String,
+    pub created_at: String,
+    /// On assistant messages: the user message this answers. History is in the order
+    /// things happened, so with queued messages an answer may follow later questions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MessageId>,
+    /// On assistant messages: the generation was stopped and this is partial.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
+}
+
+impl StoredMessage {
+    /// A user message accepted now.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self {
+            id: MessageId::new_random(),
+            role: Role::User,
+            content: content.into(),
+            created_at: clock::now_rfc3339(),
+            reply_to: None,
+            cancelled: false,
+        }
+    }
+
+    /// An assistant answer to `reply_to`, completed now.
+    pub fn assistant(content: impl Into<String>, reply_to: MessageId, cancelled: bool) -> Self {
+        Self {
+            id: MessageId::new_random(),
+            role: Role::Assistant,
+            content: content.into(),
+            created_at: clock::now_rfc3339(),
+            reply_to: Some(reply_to),
+            cancelled,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("messages always serialize")
+    }
+}
+
+/// A session to create.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: SessionId,
+    pub user_id: Option<UserId>,
+    /// A JSON object (validated by the gateway).
+    pub metadata: Value,
+    pub protocol: Protocol,
+    pub created_at_ms: i64,
+}
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub id: SessionId,
+    pub user_id: Option<UserId>,
+    pub created_at_ms: i64,
+    pub last_activity_ms: i64,
+    /// User and assistant messages ever stored.
+    pub message_count: u64,
+    pub protocol: Protocol,
+    pub metadata: Value,
+    /// Newest position of the session's event log.
+    pub last_seq: u64,
+}
+
+/// One page of history, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryPage {
+    pub messages: Vec<StoredMessage>,
+    /// Older messages exist before the first one returned.
+    pub has_more: bool,
+}
+
+/// What became of a user message handed to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AcceptOutcome {
+    /// Stored and queued.
+    Accepted(MessageId),
+    /// The same `client_message_id` was accepted before, as this message.
+    Duplicate(MessageId),
+    /// The session already has the configured maximum of unanswered messages.
+    TooManyPending,
+    SessionNotFound,
+}
+
+/// Events replayed from a session's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replay {
+    /// JSON events with `seq` greater than asked for, in order.
+    pub events: Vec<String>,
+    /// False when events after the asked position were no longer retained.
+    pub recovered: bool,
+    /// Newest position of the log.
+    pub last_seq: u64,
+}
+
+/// The inbox's backlog, for `/status` and autoscaling.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct QueueStats {
+    /// Sessions waiting for or being answered.
+    pub backlog: u64,
+    /// Age of the oldest entry, in milliseconds.
+    pub oldest_age_ms: u64,
+    /// Messages given up on after too many tries (the dead-letter stream's length).
+    pub dead_letters: u64,
+}
+
+/// An inbox entry handed to a worker: "this session has a message to answer".
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub entry_id: String,
+    pub session_id: SessionId,
+}
+
+/// What a worker needs to answer the session's oldest pending message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Work {
+    pub message: StoredMessage,
+    /// The fence: only the holder of the newest attempt may publish or finish.
+    pub attempt: u64,
+    /// How many times this message was started (1 = first try; more = restarted).
+    pub tries: u64,
+    /// A cancel was requested before this try began.
+    pub cancelled: bool,
+    /// The session's most recent history (includes `message` and possibly later ones).
+    pub history: Vec<StoredMessage>,
+}
+
+impl Work {
+    /// What a worker's publishes carry so they stop when they no longer own the message.
+    pub fn fence(&self) -> Fence {
+        Fence {
+            attempt: self.attempt,
+            message_id: self.message.id,
+        }
+    }
+}
+
+/// Guards a worker's publishes: refused once another attempt owns the message or the
+/// message was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub attempt: u64,
+    pub message_id: MessageId,
+}
+
+/// What became of a cancel request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The message in progress (or next in line) was asked to stop.
+    Cancelled,
+    /// Nothing was being generated.
+    Idle,
+    SessionNotFound,
+}
+
+/// A cancel request as workers receive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelRequest {
+    pub session_id: SessionId,
+    pub message_id: MessageId,
+}
+
+/// Whether a delivery has work behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Begin {
+    Work(Work),
+    /// The session was deleted or expired; the entry was acknowledged.
+    SessionGone,
+    /// Nothing pending (already answered); the entry was acknowledged.
+    Idle,
+}
+
+/// How a worker ends a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finish {
+    Answered { text: String, cancelled: bool },
+    Failed { code: ErrorCode, error: String },
+}
+
+/// Whether a finish took effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishOutcome {
+    Done,
+    /// Another attempt owns the message now; nothing was written.
+    Fenced,
+    SessionGone,
+}
+
+/// An event published on a session's bus channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BusMessage {
+    pub session_id: SessionId,
+    /// One or more JSON events, newline-separated.
+    pub payload: std::sync::Arc<str>,
+}
+
+/// Internal control events that travel on the bus but never reach clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Control {
+    /// On a session's channel: the session was deleted; close its sockets with 4404.
+    SessionDeleted,
+    /// On an instance's own canary channel: proof that its subscription still delivers.
+    Canary,
+    /// On the workers' control channel: stop generating this message.
+    Cancel {
+        session_id: SessionId,
+        message_id: MessageId,
+    },
+}
+
+impl Control {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("controls always serialize")
+    }
+
+    /// Parses a line if it is a control event. Client events always start with
+    /// `{"seq":`, so they are told apart without parsing them.
+    pub fn parse(line: &str) -> Option<Self> {
+        if line.starts_with("{\"seq\":") {
+            None
+        } else {
+            serde_json::from_str(line).ok()
+        }
+    }
+}

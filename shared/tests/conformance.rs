@@ -1,0 +1,1041 @@
+//! The storage/queue/bus conformance suite: every case is one `async fn(Backend, &Ctx)`
+//! and [`conformance!`](helpers::conformance) runs it as `redis::<case>` (a private
+//! `redis-server` per case) and `memory::<case>` (tokio's clock paused). Adding a case
+//! to the list at the bottom adds it to both, so the two backends cannot drift apart.
+//!
+//! # Layout
+//!
+//! - sessions: create / get / touch / delete, the live count, idle expiry.
+//! - history and accept: paging, trimming, idempotency, the pending limit.
+//! - queue: one inbox entry per busy session, begin / finish, order, blocking reads.
+//! - fencing and deletion during an answer.
+//! - events and bus: seqs, replay, trimming, pub/sub fan-out, the delete control.
+
+#[path = "conformance/helpers.rs"]
+mod helpers;
+#[path = "conformance/slots.rs"]
+mod slots;
+
+use helpers::*;
+use shared::backend::{Backend, PublishOutcome};
+use shared::config::StoreSettings;
+use shared::ids::{MessageId, SessionId};
+use shared::model::{
+    AcceptOutcome, Begin, Control, FinishOutcome, NewSession, Role, StoredMessage, Work,
+};
+use shared::wire::Protocol;
+use std::time::Duration;
+
+// ---------------------------------------------------------------------------
+// Sessions
+
+async fn session_lifecycle(backend: Backend, _ctx: &Ctx) {
+    backend.ping().await.unwrap();
+    let new = NewSession {
+        protocol: Protocol::Simple,
+        metadata: serde_json::json!({"plan": "pro", "tags": ["a", "b"], "nested": {"x": 1}}),
+        ..new_session()
+    };
+    let id = new.id.clone();
+    assert!(backend.create_session(&new).await.unwrap(), "created");
+    let again = NewSession {
+        user_id: None,
+        ..new.clone()
+    };
+    assert!(!backend.create_session(&again).await.unwrap(), "id taken");
+
+    let record = backend.session(&id).await.unwrap().expect("stored");
+    assert_eq!(record.id, id);
+    assert_eq!(record.user_id, new.user_id, "the first create won");
+    assert_eq!(record.protocol, Protocol::Simple);
+    assert_eq!(record.metadata, new.metadata);
+    assert_eq!(record.created_at_ms, new.created_at_ms);
+    assert_eq!(record.last_activity_ms, new.created_at_ms);
+    assert_eq!(record.message_count, 0);
+    assert_eq!(record.last_seq, 0);
+
+    // A session with no user keeps `None`, not an empty user id.
+    let anonymous = NewSession {
+        user_id: None,
+        ..new_session()
+    };
+    assert!(backend.create_session(&anonymous).await.unwrap());
+    let record = backend.session(&anonymous.id).await.unwrap().unwrap();
+    assert_eq!(record.user_id, None);
+    assert_eq!(record.protocol, Protocol::Stream);
+
+    // Wall-clock milliseconds, so let at least one pass before touching.
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(backend.touch_session(&id).await.unwrap());
+    let touched = backend.session(&id).await.unwrap().unwrap();
+    assert!(
+        touched.last_activity_ms > new.created_at_ms,
+        "{touched:?} after {}",
+        new.created_at_ms
+    );
+    assert_eq!(touched.created_at_ms, new.created_at_ms);
+
+    assert!(backend.delete_session(&id).await.unwrap(), "deleted");
+    assert!(!backend.delete_session(&id).await.unwrap(), "already gone");
+    assert_eq!(backend.session(&id).await.unwrap(), None);
+    assert!(!backend.touch_session(&id).await.unwrap());
+    assert!(
+        !backend
+            .touch_session(&SessionId::new_random())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        backend.session(&SessionId::new_random()).await.unwrap(),
+        None
+    );
+
+    // The id is free again, and the new session starts empty.
+    assert!(backend.create_session(&new).await.unwrap());
+    assert_eq!(
+        backend.session(&id).await.unwrap().unwrap().message_count,
+        0
+    );
+}
+
+async fn active_sessions_counts_live_ones(backend: Backend, _ctx: &Ctx) {
+    assert_eq!(backend.active_sessions().await.unwrap(), 0);
+    let a = session(&backend).await;
+    let _b = session(&backend).await;
+    let c = session(&backend).await;
+    assert_eq!(backend.active_sessions().await.unwrap(), 3);
+    accept(&backend, &a, "activity").await;
+    assert_eq!(
+        backend.active_sessions().await.unwrap(),
+        3,
+        "no double count"
+    );
+    assert!(backend.delete_session(&c).await.unwrap());
+    assert_eq!(backend.active_sessions().await.unwrap(), 2);
+    assert!(backend.delete_session(&a).await.unwrap());
+    assert_eq!(backend.active_sessions().await.unwrap(), 1);
+}
+
+/// Real seconds on Redis, virtual ones on memory. TTL 2 s; `touched` is touched at
+/// 1.0 s, so at 2.4 s the others have expired and it has not (it goes at 3.0 s).
+async fn idle_sessions_expire_unless_touched(_backend: Backend, ctx: &Ctx) {
+    let backend = ctx.connect(|s| s.session_idle_ttl_secs = 2).await;
+    let idle = session(&backend).await;
+    let touched = session(&backend).await;
+    let reused = session(&backend).await;
+    accept(&backend, &reused, "before expiry").await;
+    assert_eq!(backend.active_sessions().await.unwrap(), 3);
+
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(backend.touch_session(&touched).await.unwrap());
+    // Publishing is not activity; the session still expires at 2 s.
+    publish(&backend, &reused, &chunks("late", 2)).await;
+
+    tokio::time::sleep(Duration::from_millis(1400)).await;
+    assert_eq!(backend.session(&idle).await.unwrap(), None, "expired");
+    assert!(!backend.touch_session(&idle).await.unwrap(), "no revival");
+    let outcome = backend
+        .accept_message(&idle, &StoredMessage::user("too late"), None, ROOMY)
+        .await
+        .unwrap();
+    assert_eq!(outcome, AcceptOutcome::SessionNotFound);
+    assert!(
+        backend.session(&touched).await.unwrap().is_some(),
+        "touched"
+    );
+    assert_eq!(backend.session(&reused).await.unwrap(), None, "expired");
+    assert_eq!(backend.active_sessions().await.unwrap(), 1);
+
+    // An expired id can be taken again and starts empty: no history, seq from 1.
+    let again = NewSession {
+        id: reused.clone(),
+        ..new_session()
+    };
+    assert!(backend.create_session(&again).await.unwrap());
+    let record = backend.session(&reused).await.unwrap().unwrap();
+    assert_eq!((record.message_count, record.last_seq), (0, 0));
+    assert!(
+        backend
+            .history(&reused, 10, None)
+            .await
+            .unwrap()
+            .unwrap()
+            .messages
+            .is_empty()
+    );
+    let replay = backend.replay(&reused, 0).await.unwrap();
+    assert!(replay.events.is_empty() && replay.recovered && replay.last_seq == 0);
+    assert_eq!(publish(&backend, &reused, &chunks("new", 1)).await, 1);
+    let replay = backend.replay(&reused, 0).await.unwrap();
+    assert_eq!(
+        contents(replay.events.iter().map(String::as_str)),
+        ["new-0"]
+    );
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        backend.session(&touched).await.unwrap(),
+        None,
+        "expired too"
+    );
+    // `reused` was re-created at 2.4 s and is the only one left.
+    assert_eq!(backend.active_sessions().await.unwrap(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// History and accept
+
+async fn history_pages_oldest_first(backend: Backend, _ctx: &Ctx) {
+    let id = session(&backend).await;
+    let mut all = Vec::new();
+    for i in 0..5 {
+        all.push(accept(&backend, &id, &format!("m{i}")).await);
+    }
+
+    let page = backend.history(&id, 10, None).await.unwrap().unwrap();
+    assert_eq!(page.messages, all, "stored as accepted, oldest first");
+    assert!(!page.has_more);
+
+    let page = backend.history(&id, 2, None).await.unwrap().unwrap();
+    assert_eq!(page.messages, all[3..5]);
+    assert!(page.has_more);
+    let page = backend
+        .history(&id, 2, Some(all[3].id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(page.messages, all[1..3]);
+    assert!(page.has_more);
+    let page = backend
+        .history(&id, 2, Some(all[1].id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(page.messages, all[0..1]);
+    assert!(!page.has_more);
+    let page = backend
+        .history(&id, 2, Some(all[0].id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(page.messages.is_empty() && !page.has_more);
+
+    let unknown = MessageId::new_random();
+    assert_eq!(backend.history(&id, 2, Some(unknown)).await.unwrap(), None);
+    let page = backend
+        .history(&SessionId::new_random(), 10, None)
+        .await
+        .unwrap();
+    assert!(page.is_none_or(|p| p.messages.is_empty()));
+}
+
+async fn history_keeps_the_newest_messages(_backend: Backend, ctx: &Ctx) {
+    let backend = ctx.connect(|s| s.history_max_messages = 3).await;
+    let id = session(&backend).await;
+    let mut all = Vec::new();
+    for i in 0..5 {
+        all.push(accept(&backend, &id, &format!("m{i}")).await);
+    }
+    let page = backend.history(&id, 10, None).await.unwrap().unwrap();
+    assert_eq!(page.messages, all[2..5]);
+    assert!(!page.has_more);
+    assert_eq!(
+        backend.history(&id, 10, Some(all[0].id)).await.unwrap(),
+        None,
+        "trimmed messages are unknown"
+    );
+    let record = backend.session(&id).await.unwrap().unwrap();
+    assert_eq!(record.message_count, 5, "counts every message ever stored");
+
+    // Answers are trimmed the same way.
+    let delivery = one_delivery(&backend).await;
+    let work = work_of(backend.begin(&delivery, 10).await.unwrap());
+    assert_eq!(
+        work.message, all[0],
+        "still pending although trimmed from history"
+    );
+    let answer = StoredMessage::assistant("a0", all[0].id, false);
+    let outcome = backend.finish(&delivery, &work, Some(&answer), &[]).await;
+    assert_eq!(outcome.unwrap(), FinishOutcome::Done);
+    let page = backend.history(&id, 10, None).await.unwrap().unwrap();
+    assert_eq!(page.messages, [all[3].clone(), all[4].clone(), answer]);
+}
+
+async fn accept_outcomes(backend: Backend, _ctx: &Ctx) {
+    let id = session(&backend).await;
+    let before = backend.session(&id).await.unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+
+    let first = StoredMessage::user("hello");
+    let outcome = backend
+        .accept_message(&id, &first, Some("c-1"), 2)
+        .await
+        .unwrap();
+    assert_eq!(outcome, AcceptOutcome::Accepted(first.id));
+    let record = backend.session(&id).await.unwrap().unwrap();
+    assert_eq!(record.message_count, 1);
+    assert!(
+        record.last_activity_ms > before.last_activity_ms,
+        "is activity"
+    );
+    let page = backend.history(&id, 10, None).await.unwrap().unwrap();
+    assert_eq!(page.messages, std::slice::from_ref(&first));
+    assert_eq!(page.messages[0].role, Role::User);
+
+    // A resend under the same client id is the first message, stored once.
+    let resend = StoredMessage::user("hello");
+    let outcome = backend
+        .accept_message(&id, &resend, Some("c-1"), 2)
+        .await
+        .unwrap();
+    assert_eq!(outcome, AcceptOutcome::Duplicate(first.id));
+    assert_eq!(
+        backend.session(&id).await.unwrap().unwrap().message_count,
+        1
+    );
+    let page = backend.history(&id, 10, None).await.unwrap().unwrap();
+    assert_eq!(page.messages, std::slice::from_ref(&first));
+
+    let second = StoredMessage::user("second");
+    let outcome = backend
+        .accept_message(&id, &second, Some("c-2"), 2)
+        .await
+        .unwrap();
+    assert_eq!(outcome, AcceptOutcome::Accepted(second.id));
+
+    // Two unanswered: the limit is reached, and nothing is stored.
+    let third = StoredMessage::user("third");
+    let outcome = backend
+        .accept_message(&id, &third, Some("c-3"), 2)
+        .await
+        .unwrap();
+    assert_eq!(outcome, AcceptOutcome::TooManyPending);
+    let outcome = backend.accept_message(&id, &third, None, 2).await.unwrap();
+    assert_eq!(outcome, AcceptOutcome::TooManyPending);
+    assert_eq!(
+        backend.session(&id).await.unwrap().unwrap().message_count,
+        2
+    );
+    let page = backend.history(&id, 10, None).await.unwrap().unwrap();
+    assert_eq!(page.messages, [first.clone(), second.clone()]);
+    // A resend is still recognised when full, and "c-3" was not remembered.
+    let outcome = backend
+        .accept_message(&id, &StoredMessage::user("x"), Some("c-1"), 2)
+        .await
+        .unwrap();
+    assert_eq!(outcome, AcceptOutcome::Duplicate(first.id));
+
+    // One inbox entry for the session, whose first message is the one answered first.
+    let delivery = one_delivery(&backend).await;
+    assert_eq!(delivery.session_id, id);
+    let work = work_of(backend.begin(&delivery, 10).await.unwrap());
+    assert_eq!(work.message, first);
+    let outcome = backend.finish(&delivery, &work, None, &[]).await.unwrap();
+    assert_eq!(outcome, FinishOutcome::Done);
+    // Room again; "c-3" is new.
+    let outcome = backend
+        .accept_message(&id, &third, Some("c-3"), 2)
+        .await
+        .unwrap();
+    assert_eq!(outcome, AcceptOutcome::Accepted(third.id));
+    // Client ids outlive the answer.
+    let outcome = backend
+        .accept_message(&id, &StoredMessage::user("x"), Some("c-1"), 2)
+        .await
+        .unwrap();
+    assert_eq!(outcome, AcceptOutcome::Duplicate(first.id));
+
+    let outcome = backend
+        .accept_message(&SessionId::new_random(), &StoredMessage::user("x"), None, 2)
+        .await
+        .unwrap();
+    assert_eq!(outcome, AcceptOutcome::SessionNotFound);
+}
+
+// ---------------------------------------------------------------------------
+// Queue
+
+fn work_of(begin: Begin) -> Work {
+    match begin {
+        Begin::Work(work) => work,
+        other => panic!("expected work, got {other:?}"),
+    }
+}
+
+async fn one_inbox_entry_per_busy_session(backend: Backend, _ctx: &Ctx) {
+    let id = session(&backend).await;
+    let subscriber = backend.subscriber().await.unwrap();
+    let mut rx = subscriber.signals(1024);
+    subscriber.subscribe(&id).await.unwrap();
+
+    let messages = [
+        accept(&backend, &id, "one").await,
+        accept(&backend, &id, "two").await,
+        accept(&backend, &id, "three").await,
+    ];
+    assert_eq!(backend.queue_stats().await.unwrap().backlog, 1);
+
+    let mut last_attempt = 0;
+    let mut last_entry = String::new();
+    for (n, message) in messages.iter().enumerate() {
+        let delivery = one_delivery(&backend).await;
+        assert_eq!(delivery.session_id, id);
+        assert_ne!(
+            delivery.entry_id, last_entry,
+            "a new entry for each message"
+        );
+        last_entry = delivery.entry_id.clone();
+
+        let work = work_of(backend.begin(&delivery, 100).await.unwrap());
+        assert_eq!(&work.message, message, "answered in order");
+        assert!(work.attempt > last_attempt);
+        if n == 0 {
+            assert_eq!(work.attempt, 1);
+            assert_eq!(work.history, messages);
+        }
+        last_attempt = work.attempt;
+        // The session's entry is out; more messages do not add another.
+        no_delivery(&backend).await;
+        assert_eq!(backend.queue_stats().await.unwrap().backlog, 1);
+
+        let answer = StoredMessage::assistant(format!("answer {n}"), message.id, false);
+        let events = chunks(&format!("a{n}"), 2);
+        let outcome = backend
+            .finish(&delivery, &work, Some(&answer), &events)
+            .await
+            .unwrap();
+        assert_eq!(outcome, FinishOutcome::Done);
+
+        let published = next_message(&mut rx).await;
+        assert_eq!(published.session_id, id);
+        let lines: Vec<&str> = published.payload.split('\n').collect();
+        let first_seq = 2 * n as u64 + 1;
+        assert_eq!(seqs(lines.iter().copied()), [first_seq, first_seq + 1]);
+        assert_eq!(contents(lines), [format!("a{n}-0"), format!("a{n}-1")]);
+
+        let page = backend.history(&id, 100, None).await.unwrap().unwrap();
+        assert_eq!(page.messages.last(), Some(&answer));
+        let record = backend.session(&id).await.unwrap().unwrap();
+        assert_eq!(record.message_count, 4 + n as u64);
+        assert_eq!(record.last_seq, first_seq + 1);
+    }
+
+    no_delivery(&backend).await;
+    let stats = backend.queue_stats().await.unwrap();
+    assert_eq!((stats.backlog, stats.oldest_age_ms), (0, 0));
+    let page = backend.history(&id, 100, None).await.unwrap().unwrap();
+    let roles: Vec<Role> = page.messages.iter().map(|m| m.role).collect();
+    use Role::{Assistant as A, User as U};
+    assert_eq!(roles, [U, U, U, A, A, A]);
+    let replies: Vec<_> = page.messages[3..].iter().map(|m| m.reply_to).collect();
+    assert_eq!(
+        replies,
+        messages.iter().map(|m| Some(m.id)).collect::<Vec<_>>()
+    );
+
+    // The next message makes the session busy again.
+    let four = accept(&backend, &id, "four").await;
+    let delivery = one_delivery(&backend).await;
+    let work = work_of(backend.begin(&delivery, 100).await.unwrap());
+    assert_eq!(work.message, four);
+}
+
+async fn two_sessions_two_deliveries(backend: Backend, _ctx: &Ctx) {
+    let a = session(&backend).await;
+    let b = session(&backend).await;
+    accept(&backend, &a, "a1").await;
+    accept(&backend, &b, "b1").await;
+    accept(&backend, &a, "a2").await;
+    // Ages are wall-clock milliseconds.
+    std::thread::sleep(Duration::from_millis(30));
+    let stats = backend.queue_stats().await.unwrap();
+    assert_eq!(stats.backlog, 2);
+    assert!(stats.oldest_age_ms >= 30, "{stats:?}");
+
+    let first = backend.read_inbox("w1", 1, DEADLINE).await.unwrap();
+    let second = backend.read_inbox("w2", 10, DEADLINE).await.unwrap();
+    assert_eq!((first.len(), second.len()), (1, 1), "{first:?} {second:?}");
+    assert_eq!(first[0].session_id, a, "oldest entry first");
+    assert_eq!(second[0].session_id, b);
+    no_delivery(&backend).await;
+    assert_eq!(backend.queue_stats().await.unwrap().backlog, 2);
+}
+
+async fn read_inbox_waits_for_an_accept(backend: Backend, _ctx: &Ctx) {
+    let id = session(&backend).await;
+    let reader = backend.clone();
+    let read = tokio::spawn(async move {
+        reader
+            .read_inbox("w1", 10, Duration::from_secs(3))
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!read.is_finished(), "blocks while the inbox is empty");
+    accept(&backend, &id, "wake up").await;
+    let deliveries = tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("read returns after the accept")
+        .unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].session_id, id);
+}
+
+/// A blocking read is not a slow command: it may wait longer than the command timeout.
+async fn read_inbox_may_block_past_the_command_timeout(_backend: Backend, ctx: &Ctx) {
+    let backend = ctx.connect(|s| s.redis_command_timeout_ms = 200).await;
+    let deliveries = backend
+        .read_inbox("w1", 10, Duration::from_millis(700))
+        .await
+        .expect("an empty read, not a timeout");
+    assert!(deliveries.is_empty());
+    let id = session(&backend).await;
+    accept(&backend, &id, "after the empty read").await;
+    assert_eq!(one_delivery(&backend).await.session_id, id);
+}
+
+async fn begin_returns_recent_history(backend: Backend, _ctx: &Ctx) {
+    let id = session(&backend).await;
+    let messages = [
+        accept(&backend, &id, "one").await,
+        accept(&backend, &id, "two").await,
+        accept(&backend, &id, "three").await,
+    ];
+    let delivery = one_delivery(&backend).await;
+    let work = work_of(backend.begin(&delivery, 2).await.unwrap());
+    assert_eq!(work.message, messages[0]);
+    assert_eq!(work.history, messages[1..]);
+    let work = work_of(backend.begin(&delivery, 0).await.unwrap());
+    assert_eq!(work.history, [], "no context asked, none given");
+    let work = work_of(backend.begin(&delivery, 1000).await.unwrap());
+    assert_eq!(work.history, messages);
+
+    // Answer all three; each finish queues the session again for the next one.
+    let first = delivery.clone();
+    let mut delivery = delivery;
+    for (n, message) in messages.iter().enumerate() {
+        let work = work_of(backend.begin(&delivery, 10).await.unwrap());
+        assert_eq!(&work.message, message);
+        let outcome = backend.finish(&delivery, &work, None, &[]).await.unwrap();
+        assert_eq!(outcome, FinishOutcome::Done);
+        if n < 2 {
+            delivery = one_delivery(&backend).await;
+        }
+    }
+    // A stale entry (its message already answered) is idle and acknowledged.
+    assert_eq!(backend.begin(&first, 10).await.unwrap(), Begin::Idle);
+    assert_eq!(backend.queue_stats().await.unwrap().backlog, 0);
+}
+
+// ---------------------------------------------------------------------------
+// Fencing and deletion during an answer
+
+async fn a_reclaim_fences_the_old_attempt(backend: Backend, _ctx: &Ctx) {
+    let id = session(&backend).await;
+    let subscriber = backend.subscriber().await.unwrap();
+    let mut rx = subscriber.signals(1024);
+    subscriber.subscribe(&id).await.unwrap();
+    let message = accept(&backend, &id, "question").await;
+    let delivery = one_delivery(&backend).await;
+
+    let old = work_of(backend.begin(&delivery, 10).await.unwrap());
+    let new = work_of(backend.begin(&delivery, 10).await.unwrap());
+    assert_eq!((old.attempt, new.attempt), (1, 2));
+    assert_eq!(new.message, message, "the same message, restarted");
+
+    let outcome = backend
+        .publish(&id, &chunks("old", 1), Some(old.fence()))
+        .await
+        .unwrap();
+    assert_eq!(outcome, PublishOutcome::Fenced);
+    let answer = StoredMessage::assistant("old answer", message.id, false);
+    let outcome = backend
+        .finish(&delivery, &old, Some(&answer), &chunks("old-final", 1))
+        .await
+        .unwrap();
+    assert_eq!(outcome, FinishOutcome::Fenced);
+    let record = backend.session(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.message_count, record.last_seq),
+        (1, 0),
+        "nothing written"
+    );
+    let page = backend.history(&id, 10, None).await.unwrap().unwrap();
+    assert_eq!(page.messages, std::slice::from_ref(&message));
+    assert_eq!(backend.queue_stats().await.unwrap().backlog, 1, "not acked");
+
+    let outcome = backend
+        .publish(&id, &chunks("new", 1), Some(new.fence()))
+        .await
+        .unwrap();
+    assert_eq!(outcome, PublishOutcome::Published { last_seq: 1 });
+    let published = next_message(&mut rx).await;
+    assert_eq!(
+        contents(published.payload.split('\n')),
+        ["new-0"],
+        "no fenced event"
+    );
+
+    let answer = StoredMessage::assistant("new answer", message.id, false);
+    let outcome = backend
+        .finish(&delivery, &new, Some(&answer), &chunks("new-final", 1))
+        .await
+        .unwrap();
+    assert_eq!(outcome, FinishOutcome::Done);
+    let published = next_message(&mut rx).await;
+    assert_eq!(contents(published.payload.split('\n')), ["new-final-0"]);
+    let page = backend.history(&id, 10, None).await.unwrap().unwrap();
+    assert_eq!(page.messages, [message, answer]);
+    assert_eq!(backend.queue_stats().await.unwrap().backlog, 0);
+    // The old holder still cannot write, now that the message is done.
+    let outcome = backend
+        .publish(&id, &chunks("old", 1), Some(old.fence()))
+        .await
+        .unwrap();
+    assert_eq!(outcome, PublishOutcome::Fenced);
+}
+
+async fn a_failed_answer_publishes_only_the_error(backend: Backend, _ctx: &Ctx) {
+    let id = session(&backend).await;
+    let subscriber = backend.subscriber().await.unwrap();
+    let mut rx = subscriber.signals(1024);
+    subscriber.subscribe(&id).await.unwrap();
+    let first = accept(&backend, &id, "fails").await;
+    let second = accept(&backend, &id, "next").await;
+
+    let delivery = one_delivery(&backend).await;
+    let work = work_of(backend.begin(&delivery, 10).await.unwrap());
+    let outcome = backend
+        .finish(&delivery, &work, None, &[error_event(first.id)])
+        .await
+        .unwrap();
+    assert_eq!(outcome, FinishOutcome::Done);
+
+    let published = next_message(&mut rx).await;
+    assert_eq!(published.payload.split('\n').count(), 1);
+    assert_eq!(type_of(&published.payload), "error");
+    assert_eq!(seqs([&*published.payload]), [1]);
+    let replay = backend.replay(&id, 0).await.unwrap();
+    assert_eq!(replay.events, [published.payload.to_string()]);
+
+    let page = backend.history(&id, 10, None).await.unwrap().unwrap();
+    assert_eq!(
+        page.messages,
+        [first, second.clone()],
+        "no assistant message"
+    );
+    let record = backend.session(&id).await.unwrap().unwrap();
+    assert_eq!((record.message_count, record.last_seq), (2, 1));
+
+    let delivery = one_delivery(&backend).await;
+    let work = work_of(backend.begin(&delivery, 10).await.unwrap());
+    assert_eq!(work.message, second, "the failed message was popped");
+}
+
+async fn deleting_a_session_mid_answer(backend: Backend, _ctx: &Ctx) {
+    let id = session(&backend).await;
+    let message = accept(&backend, &id, "question").await;
+    let delivery = one_delivery(&backend).await;
+    let work = work_of(backend.begin(&delivery, 10).await.unwrap());
+
+    assert!(backend.delete_session(&id).await.unwrap());
+    let outcome = backend
+        .publish(&id, &chunks("x", 1), Some(work.fence()))
+        .await
+        .unwrap();
+    assert_eq!(outcome, PublishOutcome::SessionGone);
+    let outcome = backend.publish(&id, &chunks("x", 1), None).await.unwrap();
+    assert_eq!(outcome, PublishOutcome::SessionGone);
+    let answer = StoredMessage::assistant("late", message.id, false);
+    let outcome = backend
+        .finish(&delivery, &work, Some(&answer), &chunks("x", 1))
+        .await
+        .unwrap();
+    assert_eq!(outcome, FinishOutcome::SessionGone);
+    assert_eq!(backend.queue_stats().await.unwrap().backlog, 0, "acked");
+    assert_eq!(backend.session(&id).await.unwrap(), None, "not revived");
+    let replay = backend.replay(&id, 0).await.unwrap();
+    assert!(replay.events.is_empty() && replay.last_seq == 0);
+
+    // Deleted while queued: begin acknowledges the entry and reports it.
+    let other = session(&backend).await;
+    accept(&backend, &other, "question").await;
+    let delivery = one_delivery(&backend).await;
+    assert!(backend.delete_session(&other).await.unwrap());
+    assert_eq!(
+        backend.begin(&delivery, 10).await.unwrap(),
+        Begin::SessionGone
+    );
+    assert_eq!(backend.queue_stats().await.unwrap().backlog, 0);
+    no_delivery(&backend).await;
+    let outcome = backend
+        .accept_message(&other, &StoredMessage::user("x"), None, ROOMY)
+        .await
+        .unwrap();
+    assert_eq!(outcome, AcceptOutcome::SessionNotFound);
+}
+
+async fn a_leftover_entry_of_a_recreated_session_is_stale(backend: Backend, _ctx: &Ctx) {
+    // Deleted while its entry was queued, then re-created under the same id (the
+    // simple client reuses ids like `user123`): the old entry must not start a
+    // second answer next to the new entry's.
+    let new = new_session();
+    let id = new.id.clone();
+    assert!(backend.create_session(&new).await.unwrap());
+    accept(&backend, &id, "before delete").await;
+    assert!(backend.delete_session(&id).await.unwrap());
+    assert!(backend.create_session(&new).await.unwrap());
+    let message = accept(&backend, &id, "after re-create").await;
+
+    let deliveries = backend.read_inbox("w1", 10, DEADLINE).await.unwrap();
+    assert_eq!(deliveries.len(), 2, "old and new entry: {deliveries:?}");
+    let mut work = Vec::new();
+    for delivery in &deliveries {
+        match backend.begin(delivery, 10).await.unwrap() {
+            Begin::Work(w) => work.push((delivery.clone(), w)),
+            Begin::Idle => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(work.len(), 1, "exactly one entry carries work");
+    let (delivery, w) = &work[0];
+    assert_eq!(w.message.id, message.id);
+    assert_eq!(w.attempt, 1, "the stale entry did not bump the fence");
+    let answer = StoredMessage::assistant("answer", message.id, false);
+    let outcome = backend
+        .finish(delivery, w, Some(&answer), &chunks("a", 1))
+        .await
+        .unwrap();
+    assert_eq!(outcome, FinishOutcome::Done);
+    assert_eq!(
+        backend.queue_stats().await.unwrap().backlog,
+        0,
+        "both acked"
+    );
+}
+
+async fn an_idle_claim_is_reclaimed_and_restarted(backend: Backend, _ctx: &Ctx) {
+    let lease = Duration::from_millis(400);
+    let id = session(&backend).await;
+    let message = accept(&backend, &id, "question").await;
+    let delivery = one_delivery(&backend).await;
+    let first = work_of(backend.begin(&delivery, 10).await.unwrap());
+    assert_eq!((first.attempt, first.tries), (1, 1));
+
+    // A live worker keeps its claim fresh: nothing to reclaim.
+    tokio::time::sleep(lease / 2).await;
+    backend
+        .refresh_claims("w1", std::slice::from_ref(&delivery.entry_id))
+        .await
+        .unwrap();
+    tokio::time::sleep(lease * 3 / 4).await;
+    assert!(backend.reclaim("w2", lease, 10).await.unwrap().is_empty());
+
+    // It stops refreshing (it died): after the lease another worker takes it over.
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    let reclaimed = backend.reclaim("w2", lease, 10).await.unwrap();
+    assert_eq!(reclaimed, vec![delivery.clone()]);
+    let second = work_of(backend.begin(&reclaimed[0], 10).await.unwrap());
+    assert_eq!(second.message.id, message.id);
+    assert_eq!((second.attempt, second.tries), (2, 2), "restarted");
+
+    let answer = StoredMessage::assistant("late", message.id, false);
+    let outcome = backend
+        .finish(&delivery, &first, Some(&answer), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        FinishOutcome::Fenced,
+        "the dead worker cannot finish"
+    );
+    let answer = StoredMessage::assistant("answer", message.id, false);
+    let outcome = backend
+        .finish(&reclaimed[0], &second, Some(&answer), &chunks("a", 1))
+        .await
+        .unwrap();
+    assert_eq!(outcome, FinishOutcome::Done);
+    assert_eq!(backend.queue_stats().await.unwrap().backlog, 0);
+    assert!(
+        backend
+            .reclaim("w3", Duration::ZERO, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The next message starts counting its tries afresh.
+    accept(&backend, &id, "next").await;
+    let delivery = one_delivery(&backend).await;
+    let next = work_of(backend.begin(&delivery, 10).await.unwrap());
+    assert_eq!((next.attempt, next.tries), (3, 1));
+}
+
+async fn cancel_stops_the_message_in_progress(backend: Backend, _ctx: &Ctx) {
+    let mut requests = backend.cancel_requests().await.unwrap();
+    let unknown = SessionId::new_random();
+    assert_eq!(
+        backend.cancel(&unknown).await.unwrap(),
+        shared::model::CancelOutcome::SessionNotFound
+    );
+    let id = session(&backend).await;
+    assert_eq!(
+        backend.cancel(&id).await.unwrap(),
+        shared::model::CancelOutcome::Idle
+    );
+    let first = accept(&backend, &id, "first").await;
+    let second = accept(&backend, &id, "second").await;
+    let delivery = one_delivery(&backend).await;
+    let work = work_of(backend.begin(&delivery, 10).await.unwrap());
+    assert!(!work.cancelled);
+    assert!(matches!(
+        backend
+            .publish(&id, &chunks("a", 1), Some(work.fence()))
+            .await
+            .unwrap(),
+        PublishOutcome::Published { .. }
+    ));
+
+    assert_eq!(
+        backend.cancel(&id).await.unwrap(),
+        shared::model::CancelOutcome::Cancelled
+    );
+    let request = tokio::time::timeout(DEADLINE, requests.recv())
+        .await
+        .expect("cancel request in time")
+        .expect("open");
+    assert_eq!(request.session_id, id);
+    assert_eq!(request.message_id, first.id);
+    assert_eq!(
+        backend
+            .publish(&id, &chunks("b", 1), Some(work.fence()))
+            .await
+            .unwrap(),
+        PublishOutcome::Cancelled,
+        "the worker's next publish sees the cancel"
+    );
+    assert!(matches!(
+        backend.publish(&id, &chunks("c", 1), None).await.unwrap(),
+        PublishOutcome::Published { .. }
+    ));
+    // A retry of the cancelled message learns it at begin.
+    let retry = work_of(backend.begin(&delivery, 10).await.unwrap());
+    assert!(retry.cancelled);
+    let partial = StoredMessage::assistant("a", first.id, true);
+    let outcome = backend
+        .finish(&delivery, &retry, Some(&partial), &chunks("done", 1))
+        .await
+        .unwrap();
+    assert_eq!(outcome, FinishOutcome::Done);
+    let history = backend.history(&id, 10, None).await.unwrap().unwrap();
+    assert!(history.messages.last().unwrap().cancelled);
+
+    // Only the message in progress was stopped: the next one runs normally.
+    let delivery = one_delivery(&backend).await;
+    let work = work_of(backend.begin(&delivery, 10).await.unwrap());
+    assert_eq!(work.message.id, second.id);
+    assert!(!work.cancelled);
+    assert!(matches!(
+        backend
+            .publish(&id, &chunks("d", 1), Some(work.fence()))
+            .await
+            .unwrap(),
+        PublishOutcome::Published { .. }
+    ));
+}
+
+async fn dead_letters_are_kept(backend: Backend, _ctx: &Ctx) {
+    let id = session(&backend).await;
+    accept(&backend, &id, "poison").await;
+    let delivery = one_delivery(&backend).await;
+    let work = work_of(backend.begin(&delivery, 10).await.unwrap());
+    assert_eq!(backend.queue_stats().await.unwrap().dead_letters, 0);
+    backend
+        .dead_letter(&delivery, &work, "too many tries")
+        .await
+        .unwrap();
+    assert_eq!(backend.queue_stats().await.unwrap().dead_letters, 1);
+}
+
+async fn a_canary_reaches_its_own_subscriber(backend: Backend, _ctx: &Ctx) {
+    let subscriber = backend.subscriber().await.unwrap();
+    let mut rx = subscriber.signals(64);
+    let canary = SessionId::parse("canary.instance-1").unwrap();
+    subscriber.subscribe(&canary).await.unwrap();
+    backend.send_canary(&canary).await.unwrap();
+    let message = next_message(&mut rx).await;
+    assert_eq!(message.session_id, canary);
+    assert_eq!(Control::parse(&message.payload), Some(Control::Canary));
+    assert!(
+        backend.session(&canary).await.unwrap().is_none(),
+        "no session is made"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Events and bus
+
+async fn publish_assigns_consecutive_seqs(backend: Backend, _ctx: &Ctx) {
+    let id = session(&backend).await;
+    let subscriber = backend.subscriber().await.unwrap();
+    let mut rx = subscriber.signals(1024);
+    subscriber.subscribe(&id).await.unwrap();
+
+    assert_eq!(publish(&backend, &id, &chunks("a", 3)).await, 3);
+    assert_eq!(publish(&backend, &id, &chunks("b", 1)).await, 4);
+    assert_eq!(publish(&backend, &id, &chunks("c", 2)).await, 6);
+    assert_eq!(backend.session(&id).await.unwrap().unwrap().last_seq, 6);
+
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        let message = next_message(&mut rx).await;
+        assert_eq!(message.session_id, id);
+        live.extend(message.payload.split('\n').map(str::to_owned));
+    }
+    assert_eq!(seqs(live.iter().map(String::as_str)), [1, 2, 3, 4, 5, 6]);
+    let names = ["a-0", "a-1", "a-2", "b-0", "c-0", "c-1"];
+    assert_eq!(contents(live.iter().map(String::as_str)), names);
+
+    let replay = backend.replay(&id, 0).await.unwrap();
+    assert_eq!(replay.events, live, "the log holds what the bus carried");
+    assert!(replay.recovered);
+    assert_eq!(replay.last_seq, 6);
+
+    // From the middle of a batch: only the events after.
+    let replay = backend.replay(&id, 2).await.unwrap();
+    assert_eq!(seqs(replay.events.iter().map(String::as_str)), [3, 4, 5, 6]);
+    assert!(replay.recovered);
+    let replay = backend.replay(&id, 4).await.unwrap();
+    assert_eq!(replay.events, live[4..]);
+    assert!(replay.recovered);
+
+    let replay = backend.replay(&id, 6).await.unwrap();
+    assert!(replay.events.is_empty() && replay.recovered && replay.last_seq == 6);
+    let replay = backend.replay(&id, 9).await.unwrap();
+    assert!(
+        replay.events.is_empty() && !replay.recovered,
+        "ahead of the log"
+    );
+
+    let outcome = backend
+        .publish(&SessionId::new_random(), &chunks("x", 1), None)
+        .await
+        .unwrap();
+    assert_eq!(outcome, PublishOutcome::SessionGone);
+}
+
+/// Redis trims with `MAXLEN ~`, which drops whole stream nodes (100 entries), so
+/// enough batches are published for trimming to happen there too.
+async fn replay_past_the_trimmed_log(_backend: Backend, ctx: &Ctx) {
+    let max = 10;
+    let backend = ctx
+        .connect(|s: &mut StoreSettings| s.event_log_max_entries = max)
+        .await;
+    let id = session(&backend).await;
+    for i in 0..300 {
+        publish(&backend, &id, &chunks(&format!("e{i}"), 1)).await;
+    }
+    let replay = backend.replay(&id, 0).await.unwrap();
+    assert!(!replay.recovered, "the oldest events are gone");
+    assert_eq!(replay.last_seq, 300);
+    let kept = seqs(replay.events.iter().map(String::as_str));
+    assert!(
+        kept.len() >= max as usize && kept.len() < 300,
+        "{}",
+        kept.len()
+    );
+    let first = kept[0];
+    assert_eq!(
+        kept,
+        (first..=300).collect::<Vec<_>>(),
+        "the newest, in order"
+    );
+    let replay = backend.replay(&id, 1).await.unwrap();
+    assert!(!replay.recovered);
+
+    // Within what is kept: gap-free.
+    let replay = backend.replay(&id, 300 - max).await.unwrap();
+    assert!(replay.recovered);
+    let tail = seqs(replay.events.iter().map(String::as_str));
+    assert_eq!(tail, (300 - max + 1..=300).collect::<Vec<_>>());
+    let replay = backend.replay(&id, 300).await.unwrap();
+    assert!(replay.events.is_empty() && replay.recovered);
+    assert_eq!(backend.session(&id).await.unwrap().unwrap().last_seq, 300);
+}
+
+async fn bus_carries_subscribed_sessions_only(backend: Backend, _ctx: &Ctx) {
+    let subscribed = session(&backend).await;
+    let other = session(&backend).await;
+    let later = session(&backend).await;
+    let subscriber = backend.subscriber().await.unwrap();
+    let mut rx = subscriber.signals(1024);
+    subscriber.subscribe(&subscribed).await.unwrap();
+    // A second gateway instance watching the same session.
+    let second = backend.subscriber().await.unwrap();
+    let mut rx2 = second.signals(1024);
+    second.subscribe(&subscribed).await.unwrap();
+
+    // Messages on one connection arrive in publish order, so "the next message is
+    // the marker" proves that what was published before it was not delivered.
+    publish(&backend, &other, &chunks("unseen", 1)).await;
+    publish(&backend, &subscribed, &chunks("seen", 2)).await;
+    let message = next_message(&mut rx).await;
+    assert_eq!(message.session_id, subscribed);
+    let replay = backend.replay(&subscribed, 0).await.unwrap();
+    assert_eq!(message.payload.as_ref(), replay.events.join("\n"));
+    assert_eq!(next_message(&mut rx2).await, message);
+
+    subscriber.unsubscribe(&subscribed).await.unwrap();
+    subscriber.subscribe(&later).await.unwrap();
+    publish(&backend, &subscribed, &chunks("after-unsubscribe", 1)).await;
+    publish(&backend, &later, &chunks("marker", 1)).await;
+    let message = next_message(&mut rx).await;
+    assert_eq!(message.session_id, later);
+    assert_eq!(contents(message.payload.split('\n')), ["marker-0"]);
+    // The other subscriber is unaffected.
+    let message = next_message(&mut rx2).await;
+    assert_eq!(
+        contents(message.payload.split('\n')),
+        ["after-unsubscribe-0"]
+    );
+
+    // Deleting tells the sockets with a control line that is not an event.
+    assert!(backend.delete_session(&later).await.unwrap());
+    let message = next_message(&mut rx).await;
+    assert_eq!(message.session_id, later);
+    assert_eq!(message.payload.as_ref(), r#"{"type":"session_deleted"}"#);
+    assert_eq!(
+        Control::parse(&message.payload),
+        Some(Control::SessionDeleted)
+    );
+    assert!(!backend.delete_session(&later).await.unwrap());
+
+    publish(&backend, &other, &chunks("unseen", 1)).await;
+    let quiet = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await;
+    assert!(quiet.is_err(), "nothing else arrives: {quiet:?}");
+}
+
+conformance!(
+    session_lifecycle,
+    active_sessions_counts_live_ones,
+    idle_sessions_expire_unless_touched,
+    history_pages_oldest_first,
+    history_keeps_the_newest_messages,
+    accept_outcomes,
+    one_inbox_entry_per_busy_session,
+    two_sessions_two_deliveries,
+    read_inbox_waits_for_an_accept,
+    read_inbox_may_block_past_the_command_timeout,
+    begin_returns_recent_history,
+    a_reclaim_fences_the_old_attempt,
+    a_failed_answer_publishes_only_the_error,
+    deleting_a_session_mid_answer,
+    a_leftover_entry_of_a_recreated_session_is_stale,
+    an_idle_claim_is_reclaimed_and_restarted,
+    cancel_stops_the_message_in_progress,
+    dead_letters_are_kept,
+    a_canary_reaches_its_own_subscriber,
+    publish_assigns_consecutive_seqs,
+    replay_past_the_trimmed_log,
+    bus_carries_subscribed_sessions_only,
+);
