@@ -1,0 +1,432 @@
+//! Answers one inbox delivery: takes the session's oldest pending message, streams
+//! the model's answer as `chunk` events (tokens arriving close together are coalesced
+//! into one event, one Redis round trip), and ends it with one atomic finish.
+//!
+//! Every publish carries the fence (attempt + message id): if another worker has
+//! taken the message over, or the session was deleted, this one stops at its next
+//! publish; if the message was cancelled, it stops and finishes with what it has.
+//! A message started before (its worker died) is announced with `status: restarted`;
+//! one started too often is dead-lettered and answered with an `error`.
+
+use crate::cancel::CancelRegistry;
+use crate::llm::{Llm, LlmError};
+use crate::prompt::{self, PromptMessage};
+use crate::settings::{ConsumerSettings, LlmSettings};
+use futures_util::StreamExt;
+use shared::backend::{Backend, PublishOutcome, StoreError};
+use shared::clock;
+use shared::ids::SessionId;
+use shared::model::{Begin, Delivery, Finish, FinishOutcome, StoredMessage, Work};
+use shared::wire::{ChunkEvent, CompleteEvent, ErrorCode, Status, StreamEvent};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Why an answer stopped without a finish of its own.
+#[derive(Debug, Error)]
+pub enum AnswerError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// Another attempt owns the message, or the session is gone: nothing more to do.
+    #[error("superseded")]
+    Superseded,
+}
+
+/// A publish was refused because the message was cancelled.
+struct Cancelled;
+
+/// How one streaming attempt ended.
+enum Streamed {
+    Done(String),
+    Cancelled(String),
+    /// Broke before finishing; `retryable` when starting over may help.
+    Broken {
+        text: String,
+        finish: Finish,
+        retryable: bool,
+    },
+}
+
+/// Everything one answer needs; cheap to clone.
+#[derive(Clone)]
+pub struct Answerer {
+    pub backend: Backend,
+    pub llm: Llm,
+    pub llm_settings: LlmSettings,
+    pub consumer: ConsumerSettings,
+    pub cancels: CancelRegistry,
+}
+
+impl Answerer {
+    /// Handles one delivery to its end. Store errors leave the entry pending, to be
+    /// retried or reclaimed.
+    #[tracing::instrument(skip_all, fields(session_id = %delivery.session_id))]
+    pub async fn handle(&self, delivery: Delivery) {
+        let context = self.llm_settings.llm_context_messages as usize;
+        let work = match self.backend.begin(&delivery, context).await {
+            Ok(Begin::Work(work)) => work,
+            Ok(Begin::SessionGone | Begin::Idle) => return,
+            Err(error) => {
+                tracing::error!(%error, "could not start answering");
+                return;
+            }
+        };
+        let cancel = self.cancels.register(work.message.id);
+        let outcome = self.answer(&delivery, &work, &cancel).await;
+        self.cancels.unregister(work.message.id);
+        match outcome {
+            Ok(FinishOutcome::Done) => {}
+            Ok(outcome) => tracing::info!(?outcome, "finish not applied"),
+            Err(AnswerError::Superseded) => tracing::info!("answer superseded"),
+            Err(AnswerError::Store(error)) => tracing::error!(%error, "answer interrupted"),
+        }
+    }
+
+    async fn answer(
+        &self,
+        delivery: &Delivery,
+        work: &Work,
+        cancel: &CancellationToken,
+    ) -> Result<FinishOutcome, AnswerError> {
+        let session = &delivery.session_id;
+        if work.tries > self.consumer.worker_max_tries {
+            return self.give_up(delivery, work).await;
+        }
+        if work.cancelled {
+            return self
+                .finish(delivery, work, answered(String::new(), true))
+                .await;
+        }
+        if work.tries > 1 {
+            tracing::warn!(
+                tries = work.tries,
+                "restarting a message whose worker stopped"
+            );
+            if self.announce_restart(session, work).await?.is_err() {
+                return self
+                    .finish(delivery, work, answered(String::new(), true))
+                    .await;
+            }
+        }
+        let typing = StreamEvent::status(Status::Typing, session, Some(work.message.id));
+        if self.publish(session, work, typing).await?.is_err() {
+            return self
+                .finish(delivery, work, answered(String::new(), true))
+                .await;
+        }
+
+        let prompt = prompt::build(&self.llm_settings.system_prompt, work);
+        let mut restarts_left = self.llm_settings.llm_stream_retries;
+        let outcome = loop {
+            match self.stream_answer(session, work, &prompt, cancel).await? {
+                Streamed::Done(text) => break answered(text, false),
+                Streamed::Cancelled(text) => break answered(text, true),
+                Streamed::Broken {
+                    text,
+                    finish,
+                    retryable,
+                } => {
+                    if !retryable || restarts_left == 0 {
+                        break finish;
+                    }
+                    restarts_left -= 1;
+                    // Chunks already went out: say the answer starts over.
+                    if !text.is_empty() && self.announce_restart(session, work).await?.is_err() {
+                        break answered(text, true);
+                    }
+                }
+            }
+        };
+        self.finish(delivery, work, outcome).await
+    }
+
+    /// Ends the message: `complete` (or `error`) and `ready`, stored and acknowledged.
+    async fn finish(
+        &self,
+        delivery: &Delivery,
+        work: &Work,
+        outcome: Finish,
+    ) -> Result<FinishOutcome, AnswerError> {
+        let session = &delivery.session_id;
+        let message_id = work.message.id;
+        let ready = StreamEvent::status(Status::Ready, session, Some(message_id));
+        let (answer, last) = match outcome {
+            Finish::Answered { text, cancelled } => {
+                let complete = StreamEvent::Complete(CompleteEvent {
+                    seq: None,
+                    full_response: text.clone(),
+                    message_id: Some(message_id),
+                    cancelled,
+                    timestamp: clock::now_rfc3339(),
+                });
+                let answer = StoredMessage::assistant(text, message_id, cancelled);
+                (Some(answer), complete)
+            }
+            Finish::Failed { code, error } => {
+                (None, StreamEvent::error(code, error, Some(message_id)))
+            }
+        };
+        Ok(self
+            .backend
+            .finish(delivery, work, answer.as_ref(), &[last, ready])
+            .await?)
+    }
+
+    /// A message started more often than allowed: dead-letter it and tell the client.
+    async fn give_up(
+        &self,
+        delivery: &Delivery,
+        work: &Work,
+    ) -> Result<FinishOutcome, AnswerError> {
+        let tries = work.tries - 1;
+        tracing::error!(tries, message_id = %work.message.id, "giving up on a message");
+        self.backend
+            .dead_letter(delivery, work, &format!("abandoned after {tries} tries"))
+            .await?;
+        let failed = Finish::Failed {
+            code: ErrorCode::Internal,
+            error: format!(
+                "The assistant could not answer this message after {tries} attempts; please try again."
+            ),
+        };
+        self.finish(delivery, work, failed).await
+    }
+
+    async fn announce_restart(
+        &self,
+        session: &SessionId,
+        work: &Work,
+    ) -> Result<Result<(), Cancelled>, AnswerError> {
+        let restarted = StreamEvent::status(Status::Restarted, session, Some(work.message.id));
+        self.publish(session, work, restarted).await
+    }
+
+    async fn publish(
+        &self,
+        session: &SessionId,
+        work: &Work,
+        event: StreamEvent,
+    ) -> Result<Result<(), Cancelled>, AnswerError> {
+        self.publish_all(session, work, &[event]).await
+    }
+
+    /// Publishes events as one batch (one Redis call), fenced.
+    async fn publish_all(
+        &self,
+        session: &SessionId,
+        work: &Work,
+        events: &[StreamEvent],
+    ) -> Result<Result<(), Cancelled>, AnswerError> {
+        match self
+            .backend
+            .publish(session, events, Some(work.fence()))
+            .await?
+        {
+            PublishOutcome::Published { .. } => Ok(Ok(())),
+            PublishOutcome::Cancelled => Ok(Err(Cancelled)),
+            PublishOutcome::SessionGone | PublishOutcome::Fenced => Err(AnswerError::Superseded),
+        }
+    }
+
+    /// One attempt at streaming the model's answer as chunk events.
+    async fn stream_answer(
+        &self,
+        session: &SessionId,
+        work: &Work,
+        prompt: &[PromptMessage],
+        cancel: &CancellationToken,
+    ) -> Result<Streamed, AnswerError> {
+        let started = Instant::now();
+        let total_deadline = started + self.llm_settings.total_timeout();
+        let first_deadline = started + self.llm_settings.first_token_timeout();
+
+        let opened = tokio::select! {
+            _ = cancel.cancelled() => return Ok(Streamed::Cancelled(String::new())),
+            opened = tokio::time::timeout_at(first_deadline, self.llm.stream(prompt)) => opened,
+        };
+        // Tokens that are already waiting come out together (one Redis call for all of
+        // them), whatever their number: under load the worker catches up in batches.
+        let mut stream = match opened {
+            Ok(Ok(stream)) => stream.ready_chunks(READY_BATCH),
+            Ok(Err(error)) => return Ok(broken(String::new(), llm_failure(&error), false)),
+            Err(_) => return Ok(broken(String::new(), timeout_failure(), true)),
+        };
+
+        // `sent` is what clients have (published chunks); `pending` holds the chunk
+        // events not yet published (one growing chunk when coalescing, one per token
+        // when not). A cancelled answer is what was sent: `complete` equals the chunks.
+        let mut sent = String::new();
+        let mut pending: Vec<String> = Vec::new();
+        let coalesce = self.consumer.coalesce();
+        let mut flush_at: Option<Instant> = None;
+        loop {
+            let deadline = if sent.is_empty() && pending.is_empty() {
+                first_deadline.min(total_deadline)
+            } else {
+                total_deadline
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(Streamed::Cancelled(sent)),
+                item = tokio::time::timeout_at(deadline, stream.next()) => match item {
+                    Err(_) => {
+                        if self.flush(session, work, &mut pending, &mut sent).await?.is_err() {
+                            return Ok(Streamed::Cancelled(sent));
+                        }
+                        // Only a silent start is worth another try; a slow answer is not.
+                        let retryable = sent.is_empty();
+                        return Ok(broken(sent, timeout_failure(), retryable));
+                    }
+                    Ok(None) => break,
+                    Ok(Some(items)) => {
+                        let mut failure = None;
+                        for item in items {
+                            match item {
+                                Ok(text) => add_token(&mut pending, text, coalesce.is_zero()),
+                                Err(error) => {
+                                    failure = Some(error);
+                                    break;
+                                }
+                            }
+                        }
+                        if let Some(error) = failure {
+                            if self.flush(session, work, &mut pending, &mut sent).await?.is_err() {
+                                return Ok(Streamed::Cancelled(sent));
+                            }
+                            return Ok(broken(sent, llm_failure(&error), true));
+                        }
+                        // The first chunk goes out at once: time to first chunk is what a
+                        // user waits for, and coalescing only pays off once tokens stream.
+                        let first = sent.is_empty();
+                        let full = pending.last().is_some_and(|c| c.len() >= MAX_CHUNK_BYTES);
+                        if coalesce.is_zero() || first || full {
+                            if self.flush(session, work, &mut pending, &mut sent).await?.is_err() {
+                                return Ok(Streamed::Cancelled(sent));
+                            }
+                            flush_at = None;
+                        } else if flush_at.is_none() {
+                            flush_at = Some(Instant::now() + coalesce);
+                        }
+                    }
+                },
+                _ = sleep_until_opt(flush_at) => {
+                    if self.flush(session, work, &mut pending, &mut sent).await?.is_err() {
+                        return Ok(Streamed::Cancelled(sent));
+                    }
+                    flush_at = None;
+                }
+            }
+        }
+        if self
+            .flush(session, work, &mut pending, &mut sent)
+            .await?
+            .is_err()
+        {
+            return Ok(Streamed::Cancelled(sent));
+        }
+        Ok(Streamed::Done(sent))
+    }
+
+    /// Publishes the pending chunk events in one batch and moves them to `sent`.
+    async fn flush(
+        &self,
+        session: &SessionId,
+        work: &Work,
+        pending: &mut Vec<String>,
+        sent: &mut String,
+    ) -> Result<Result<(), Cancelled>, AnswerError> {
+        if pending.is_empty() {
+            return Ok(Ok(()));
+        }
+        let contents = std::mem::take(pending);
+        let timestamp = clock::now_rfc3339();
+        let chunks: Vec<StreamEvent> = contents
+            .iter()
+            .map(|content| {
+                StreamEvent::Chunk(ChunkEvent {
+                    seq: None,
+                    content: content.clone(),
+                    message_id: Some(work.message.id),
+                    timestamp: timestamp.clone(),
+                })
+            })
+            .collect();
+        let published = self.publish_all(session, work, &chunks).await?;
+        if published.is_ok() {
+            contents.iter().for_each(|content| sent.push_str(content));
+        }
+        Ok(published)
+    }
+}
+
+/// Tokens taken from the model's stream at once when they are already waiting.
+const READY_BATCH: usize = 64;
+
+/// Adds a token to the pending chunk events: its own event, or appended to the chunk
+/// being coalesced.
+fn add_token(pending: &mut Vec<String>, text: String, separate: bool) {
+    match pending.last_mut() {
+        Some(chunk) if !separate => chunk.push_str(&text),
+        _ => pending.push(text),
+    }
+}
+
+/// Upper bound on one coalesced chunk, so a fast model still streams visibly.
+const MAX_CHUNK_BYTES: usize = 2048;
+
+fn answered(text: String, cancelled: bool) -> Finish {
+    Finish::Answered { text, cancelled }
+}
+
+fn broken(text: String, finish: Finish, retryable: bool) -> Streamed {
+    Streamed::Broken {
+        text,
+        finish,
+        retryable,
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn llm_failure(error: &LlmError) -> Finish {
+    tracing::warn!(%error, "LLM failed");
+    Finish::Failed {
+        code: ErrorCode::LlmError,
+        error: "The assistant could not answer: the language model request failed.".into(),
+    }
+}
+
+fn timeout_failure() -> Finish {
+    tracing::warn!("LLM timed out");
+    Finish::Failed {
+        code: ErrorCode::LlmTimeout,
+        error: "The assistant could not answer in time: the language model did not respond.".into(),
+    }
+}
+
+/// How long a worker blocks on an empty inbox before checking for shutdown.
+pub const INBOX_BLOCK: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_coalesced_or_kept_apart() {
+        let mut coalesced = Vec::new();
+        for token in ["a", "b", "c"] {
+            add_token(&mut coalesced, token.into(), false);
+        }
+        assert_eq!(coalesced, ["abc"]);
+        let mut separate = Vec::new();
+        for token in ["a", "b", "c"] {
+            add_token(&mut separate, token.into(), true);
+        }
+        assert_eq!(separate, ["a", "b", "c"]);
+    }
+}

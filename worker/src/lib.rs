@@ -1,0 +1,57 @@
+//! The worker: consumes the inbox, builds prompts from session history, streams the
+//! LLM's answer and publishes it as events.
+//!
+//! # Layout
+//!
+//! - [`settings`]: LLM and consumer settings (env / flags).
+//! - [`llm`]: the model client (OpenAI-compatible, or the built-in demo model).
+//! - [`prompt`]: history → prompt.
+//! - [`answer`]: one delivery from `begin` to `finish` (restarts, cancel, dead letters).
+//! - [`cancel`]: cancel tokens of the answers running here.
+//! - [`consumer`]: the read loop, claim keeping, reclaiming, concurrency and shutdown.
+//! - [`probes`]: `/livez` and `/readyz` for the standalone binary.
+//!
+//! The gateway links this crate to run a worker in-process in embedded mode.
+
+pub mod answer;
+pub mod cancel;
+pub mod consumer;
+pub mod llm;
+pub mod probes;
+pub mod prompt;
+pub mod settings;
+
+use answer::Answerer;
+use settings::{ConsumerSettings, LlmSettings};
+use shared::backend::Backend;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Starts a consumer on `backend`; it stops (draining) when `shutdown` is cancelled.
+pub fn spawn(
+    backend: Backend,
+    llm_settings: LlmSettings,
+    consumer: ConsumerSettings,
+    consumer_name: String,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let answerer = Answerer {
+        backend,
+        llm: llm::Llm::from_settings(&llm_settings),
+        llm_settings,
+        consumer,
+        cancels: cancel::CancelRegistry::default(),
+    };
+    tokio::spawn(consumer::run(answerer, consumer_name, shutdown))
+}
+
+/// A consumer name unique to this process: host name plus a short random suffix.
+pub fn default_consumer_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}

@@ -1,0 +1,83 @@
+//! `worker`: answers messages from the Redis inbox. See the crate docs.
+
+use anyhow::Context;
+use clap::Parser;
+use shared::backend::Backend;
+use shared::config::StoreSettings;
+use tokio_util::sync::CancellationToken;
+use worker::settings::{ConsumerSettings, LlmSettings};
+
+/// Chat gateway worker: consumes the inbox stream and streams LLM answers.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Settings {
+    #[command(flatten)]
+    store: StoreSettings,
+    #[command(flatten)]
+    llm: LlmSettings,
+    #[command(flatten)]
+    consumer: ConsumerSettings,
+    /// Address of the probe port (`/livez`, `/readyz`).
+    #[arg(long, env = "WORKER_HTTP_HOST", default_value = "0.0.0.0")]
+    worker_http_host: String,
+    /// Probe port; 0 picks a free one.
+    #[arg(long, env = "WORKER_HTTP_PORT", default_value_t = 8003)]
+    worker_http_port: u16,
+    /// Consumer name in the `workers` group (default: host name + random suffix).
+    #[arg(long, env = "WORKER_ID")]
+    worker_id: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::parse();
+    shared::telemetry::init_logging("info");
+    if settings.store.redis_url.is_none() {
+        anyhow::bail!(
+            "REDIS_URL is not set: a standalone worker needs Redis (the gateway runs its own worker when embedded)"
+        );
+    }
+    let backend = Backend::connect(&settings.store)
+        .await
+        .context("connecting to Redis (REDIS_URL)")?;
+    let listener = tokio::net::TcpListener::bind((
+        settings.worker_http_host.as_str(),
+        settings.worker_http_port,
+    ))
+    .await
+    .context("binding WORKER_HTTP_HOST:WORKER_HTTP_PORT")?;
+    let name = settings
+        .worker_id
+        .unwrap_or_else(worker::default_consumer_name);
+    tracing::info!(
+        consumer = %name,
+        probes = %listener.local_addr()?,
+        llm = settings.llm.base_url(),
+        model = %settings.llm.llm_model,
+        "worker starting"
+    );
+
+    let shutdown = CancellationToken::new();
+    let probes = tokio::spawn({
+        let shutdown = shutdown.clone();
+        let app = worker::probes::router(backend.clone());
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+    });
+    let consumer = worker::spawn(
+        backend,
+        settings.llm,
+        settings.consumer,
+        name,
+        shutdown.clone(),
+    );
+    shared::shutdown::signal().await;
+    tracing::info!("stopping: no new messages; finishing in-flight answers");
+    shutdown.cancel();
+    consumer.await?;
+    probes.await??;
+    Ok(())
+}

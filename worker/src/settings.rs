@@ -1,0 +1,133 @@
+//! The worker's settings: which LLM, how to prompt it, how much to do at once.
+//! Read once at start-up (clap with `env`); a bad value stops the process with a
+//! one-line error naming the variable.
+
+use clap::Args;
+use shared::config::Secret;
+use std::time::Duration;
+
+/// Which model answers and how.
+#[derive(Debug, Clone, Args)]
+pub struct LlmSettings {
+    /// API key of the OpenAI-compatible provider. With neither a key nor a base URL,
+    /// the built-in demo model answers.
+    #[arg(long, env = "OPENAI_API_KEY")]
+    pub openai_api_key: Option<Secret>,
+
+    /// Base URL of any OpenAI-compatible API (OpenAI, NVIDIA NIM, vLLM, Ollama, llama.cpp).
+    #[arg(long, env = "OPENAI_BASE_URL")]
+    pub openai_base_url: Option<String>,
+
+    /// Model name sent to the provider.
+    #[arg(long, env = "LLM_MODEL", default_value = "gpt-4o-mini")]
+    pub llm_model: String,
+
+    /// The agent's name, shown by `/health`.
+    #[arg(long, env = "AGENT_NAME", default_value = "Assistant")]
+    pub agent_name: String,
+
+    /// The system prompt put before every conversation.
+    #[arg(
+        long,
+        env = "SYSTEM_PROMPT",
+        default_value = "You are a helpful assistant. Answer concisely."
+    )]
+    pub system_prompt: String,
+
+    /// Upper bound on the answer's length in tokens (provider default when unset).
+    #[arg(long, env = "LLM_MAX_TOKENS")]
+    pub llm_max_tokens: Option<u32>,
+
+    /// Sampling temperature (provider default when unset).
+    #[arg(long, env = "LLM_TEMPERATURE")]
+    pub llm_temperature: Option<f32>,
+
+    /// Most recent history messages put in the prompt.
+    #[arg(long, env = "LLM_CONTEXT_MESSAGES", default_value_t = 40,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub llm_context_messages: u32,
+
+    /// Deadline for the first token of an answer, in seconds.
+    #[arg(long, env = "LLM_FIRST_TOKEN_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub llm_first_token_timeout_secs: u64,
+
+    /// Times an answer is started over after its stream broke or its first token timed
+    /// out (the client sees `status: restarted`); then the message fails with an error.
+    /// Failed requests before streaming (429, 5xx, refused connections) are retried
+    /// inside the client first, with backoff, honouring `Retry-After`.
+    #[arg(long, env = "LLM_STREAM_RETRIES", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub llm_stream_retries: u32,
+
+    /// Deadline for a whole answer, in seconds.
+    #[arg(long, env = "LLM_TOTAL_TIMEOUT_SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub llm_total_timeout_secs: u64,
+}
+
+impl LlmSettings {
+    /// True when no provider is configured and the demo model answers.
+    pub fn is_demo(&self) -> bool {
+        self.openai_api_key.is_none() && self.openai_base_url.is_none()
+    }
+
+    /// The provider's base URL as used (never a key).
+    pub fn base_url(&self) -> &str {
+        match &self.openai_base_url {
+            Some(url) => url,
+            None if self.is_demo() => "builtin:demo",
+            None => "https://api.openai.com/v1",
+        }
+    }
+
+    pub fn first_token_timeout(&self) -> Duration {
+        Duration::from_secs(self.llm_first_token_timeout_secs)
+    }
+
+    pub fn total_timeout(&self) -> Duration {
+        Duration::from_secs(self.llm_total_timeout_secs)
+    }
+}
+
+/// How the consumer loop runs.
+#[derive(Debug, Clone, Args)]
+pub struct ConsumerSettings {
+    /// Messages answered at once by one worker process.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub worker_concurrency: u32,
+
+    /// Tokens arriving within this many milliseconds go out as one chunk event
+    /// (fewer Redis round trips; 0 sends every token on its own).
+    #[arg(long, env = "CHUNK_COALESCE_MS", default_value_t = 15)]
+    pub chunk_coalesce_ms: u64,
+
+    /// Seconds a stopping worker waits for in-flight answers before leaving them
+    /// to be reclaimed.
+    #[arg(long, env = "WORKER_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+    pub worker_shutdown_grace_secs: u64,
+
+    /// A message whose worker stopped refreshing its claim for this long (it died) is
+    /// taken over by another worker and started over. Live workers refresh every third
+    /// of it, so a short lease only speeds up recovery.
+    #[arg(long, env = "WORKER_CLAIM_LEASE_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(300..=600_000))]
+    pub worker_claim_lease_ms: u64,
+
+    /// Starts of one message before it is given up on (dead-lettered, client gets an
+    /// `error`): a message that keeps killing workers must not kill them all.
+    #[arg(long, env = "WORKER_MAX_TRIES", default_value_t = 3,
+          value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub worker_max_tries: u64,
+}
+
+impl ConsumerSettings {
+    pub fn coalesce(&self) -> Duration {
+        Duration::from_millis(self.chunk_coalesce_ms)
+    }
+
+    pub fn claim_lease(&self) -> Duration {
+        Duration::from_millis(self.worker_claim_lease_ms)
+    }
+}
