@@ -1,0 +1,16 @@
+//! Authentication (`CONTRACT.md`, "Authentication"): off unless a verification key is
+//! configured; then every route but the public ones needs a valid JWT.
+//!
+//! - [`settings`]: the `JWT_*` settings and their start-up check.
+//! - [`jwt`]: the verifier (pinned algorithm, required claims, user claim).
+//! - [`jwks`]: keys from a JWKS file, by `kid`, reloaded when the file changes.
+//! - [`caller`]: the middleware that reads and verifies the token once per request,
+//!   the 401 for REST, the [`caller::Caller`] handlers take and the ownership rule.
+//!
+//! A live socket's token (refresh in band, close with 4401 on expiry) is handled in
+//! `ws::token`.
+
+pub mod caller;
+pub mod jwks;
+pub mod jwt;
+pub mod settings;

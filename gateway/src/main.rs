@@ -1,0 +1,21 @@
+//! `gateway`: see the crate docs. With no `REDIS_URL` it runs embedded.
+
+use anyhow::Context;
+use gateway::{Application, Settings};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_env();
+    shared::telemetry::init_logging("info");
+    let shutdown = CancellationToken::new();
+    let app = Application::build(settings, shutdown.clone())
+        .await
+        .context("starting the gateway")?;
+    tokio::spawn(async move {
+        shared::shutdown::signal().await;
+        shutdown.cancel();
+    });
+    app.run_until_stopped().await.context("serving")?;
+    Ok(())
+}

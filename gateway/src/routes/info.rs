@@ -1,0 +1,144 @@
+//! Service information and probes: `/`, `/health`, `/livez`, `/status`.
+
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use shared::clock;
+
+/// The name reported as `service`.
+pub const SERVICE_NAME: &str = "chat-gateway";
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `GET /`: what this is and where things are.
+pub async fn api_info() -> Json<Value> {
+    Json(json!({
+        "service": SERVICE_NAME,
+        "version": VERSION,
+        "description": "Chat gateway for LLM agents: REST sessions and streaming WebSockets.",
+        "endpoints": {
+            "health": "GET /health",
+            "liveness": "GET /livez",
+            "status": "GET /status",
+            "create_session": "POST /api/create-session",
+            "session_info": "GET /api/session/{session_id}/info",
+            "session_messages": "GET /api/session/{session_id}/messages",
+            "cancel_generation": "POST /api/session/{session_id}/cancel",
+            "delete_session": "DELETE /api/session/{session_id}",
+            "websocket": "WS /ws/{session_id}",
+            "demo": "GET /demo"
+        }
+    }))
+}
+
+/// `GET /livez`: the process answers; no dependency checks.
+pub async fn livez() -> Json<Value> {
+    Json(json!({"status": "alive"}))
+}
+
+/// `GET /health`: healthy only when the store answers and this instance's bus
+/// subscription still delivers (its canaries come back).
+pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let agent = &state.settings.llm.agent_name;
+    let checked = async {
+        state.backend.ping().await?;
+        state.backend.active_sessions().await
+    }
+    .await;
+    let bus_healthy = state.hub.bus_healthy();
+    match checked {
+        Ok(active_sessions) if bus_healthy => (
+            StatusCode::OK,
+            Json(json!({
+                "status": "healthy",
+                "service": SERVICE_NAME,
+                "agent": agent,
+                "version": VERSION,
+                "active_sessions": active_sessions,
+                "timestamp": clock::now_rfc3339(),
+                "mode": mode(&state),
+            })),
+        ),
+        checked => {
+            let store = match &checked {
+                Ok(_) => "ok".to_owned(),
+                Err(error) => {
+                    tracing::warn!(%error, "health check: store unreachable");
+                    "unreachable".to_owned()
+                }
+            };
+            let bus = if bus_healthy { "ok" } else { "no canary" };
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({
+                    "status": "unhealthy",
+                    "service": SERVICE_NAME,
+                    "agent": agent,
+                    "version": VERSION,
+                    "active_sessions": null,
+                    "timestamp": clock::now_rfc3339(),
+                    "mode": mode(&state),
+                    "checks": {
+                        "store": {"status": store, "backend": state.backend.kind()},
+                        "bus": {"status": bus},
+                    },
+                })),
+            )
+        }
+    }
+}
+
+fn mode(state: &AppState) -> &'static str {
+    if state.settings.embedded() {
+        "embedded"
+    } else {
+        "redis"
+    }
+}
+
+/// `GET /status`: this instance, its model and its load.
+pub async fn status(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let settings = &state.settings;
+    let llm = &settings.llm;
+    let (sessions, queue) =
+        tokio::join!(state.backend.active_sessions(), state.backend.queue_stats());
+    let healthy = sessions.is_ok() && queue.is_ok();
+    let queue = queue.ok();
+    let body = json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "version": VERSION,
+        "instance": &*state.instance,
+        "mode": mode(&state),
+        "backend": state.backend.kind(),
+        "worker_in_process": settings.runs_worker(),
+        "model": {
+            "provider": if llm.is_demo() { "demo" } else { "openai-compatible" },
+            "base_url": llm.base_url(),
+            "name": if llm.is_demo() { "builtin-demo" } else { llm.llm_model.as_str() },
+            "demo": llm.is_demo(),
+            "limits": {
+                "max_message_chars": settings.limits.max_message_chars,
+                "max_pending_messages": settings.limits.max_pending_messages,
+                "context_messages": llm.llm_context_messages,
+                "max_tokens": llm.llm_max_tokens,
+                "first_token_timeout_secs": llm.llm_first_token_timeout_secs,
+                "total_timeout_secs": llm.llm_total_timeout_secs,
+            },
+        },
+        "connections": state.hub.connection_count(),
+        "active_sessions": sessions.ok(),
+        "queue": {
+            "backlog": queue.map(|q| q.backlog),
+            "oldest_pending_age_ms": queue.map(|q| q.oldest_age_ms),
+            "dead_letters": queue.map(|q| q.dead_letters),
+        },
+        "timestamp": clock::now_rfc3339(),
+    });
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
+}

@@ -1,0 +1,6 @@
+//! REST routes; each module owns one group.
+
+pub mod demo;
+pub mod info;
+pub mod ownership;
+pub mod sessions;

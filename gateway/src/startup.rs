@@ -1,0 +1,302 @@
+//! Builds the app from settings (binding first, so port 0 works in tests) and runs it
+//! until its cancellation token fires. In embedded mode a worker runs in-process on
+//! the same in-memory backend.
+
+use crate::auth::caller::{authenticate, redacted_uri, require_caller};
+use crate::auth::settings::ConfigError;
+use crate::limits::rest::RestLimit;
+use crate::routes::{demo, info, sessions};
+use crate::security::Security;
+use crate::server::{self, ServerOptions};
+use crate::settings::Settings;
+use crate::state::AppState;
+use crate::ws::{self, hub::Hub};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde_json::json;
+use shared::backend::{Backend, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+/// Why the gateway could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("cannot listen on CHAT_SERVICE_HOST:CHAT_SERVICE_PORT: {0}")]
+    Bind(#[source] std::io::Error),
+    #[error("cannot reach the store (REDIS_URL): {0}")]
+    Store(#[from] StoreError),
+    /// A setting that cannot work (its message names the variable).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+}
+
+/// A built, bound, not yet serving gateway.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    worker: Option<JoinHandle<()>>,
+    worker_shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Binds `CHAT_SERVICE_HOST:CHAT_SERVICE_PORT` and builds the app.
+    pub async fn build(
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StartError> {
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+            .await
+            .map_err(StartError::Bind)?;
+        Self::build_with_listener(settings, listener, shutdown).await
+    }
+
+    /// Builds the app on an already bound listener.
+    pub async fn build_with_listener(
+        settings: Settings,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StartError> {
+        log_start(&settings, &listener);
+        let security = Arc::new(Security::from_settings(&settings)?);
+        match &security.verifier {
+            Some(verifier) => tracing::info!(?verifier, "authentication on"),
+            None => tracing::info!(
+                "authentication off (no JWT_SECRET, JWT_PUBLIC_KEY_FILE or JWT_JWKS_FILE): every route is open"
+            ),
+        }
+        let backend = Backend::connect(&settings.store).await?;
+        let subscriber = backend.subscriber().await?;
+        let instance: Arc<str> = worker::default_consumer_name().into();
+        let hub = Hub::start(
+            backend.clone(),
+            subscriber,
+            &instance,
+            settings.limits.ws_outbound_queue as usize,
+            shutdown.clone(),
+        )
+        .await?;
+        let worker_shutdown = CancellationToken::new();
+        let worker = settings.runs_worker().then(|| {
+            worker::spawn(
+                backend.clone(),
+                settings.llm.clone(),
+                settings.consumer.clone(),
+                format!("{instance}-embedded"),
+                worker_shutdown.clone(),
+            )
+        });
+        let state = AppState {
+            settings: Arc::new(settings),
+            backend,
+            hub,
+            instance,
+            shutdown,
+            security,
+        };
+        let keeper = state.security.slots.clone();
+        keeper.tasks().spawn(
+            keeper
+                .clone()
+                .run(state.backend.clone(), state.shutdown.clone()),
+        );
+        let router = router(state.clone());
+        Ok(Self {
+            listener,
+            router,
+            state,
+            worker,
+            worker_shutdown,
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The state, for tests that look inside.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until the shutdown token is cancelled, then closes sockets (1012),
+    /// stops the in-process worker and returns.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Self {
+            listener,
+            router,
+            state,
+            worker,
+            worker_shutdown,
+        } = self;
+        let shutdown = state.shutdown.clone();
+        let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
+        let options = ServerOptions {
+            header_read_timeout: Duration::from_secs(
+                state.settings.protection.http_header_read_timeout_secs,
+            ),
+        };
+        let serving = tokio::spawn(server::serve(listener, router, options, shutdown.clone()));
+        shutdown.cancelled().await;
+        tracing::info!("stopping: closing sockets with 1012");
+        let deadline = tokio::time::Instant::now() + grace;
+        match tokio::time::timeout_at(deadline, serving).await {
+            Ok(joined) => joined.map_err(std::io::Error::other)?,
+            Err(_) => tracing::warn!("shutdown grace elapsed with connections still open"),
+        }
+        // Upgraded sockets are no longer HTTP connections: give them the rest of the
+        // grace period to send what is in flight and close with 1012.
+        while state.hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Closed sockets free their cross-pod slots (not left to lapse for a minute).
+        let slot_tasks = state.security.slots.tasks();
+        slot_tasks.close();
+        let _ = tokio::time::timeout_at(deadline, slot_tasks.wait()).await;
+        worker_shutdown.cancel();
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
+        Ok(())
+    }
+}
+
+/// The first log line says how this instance runs.
+fn log_start(settings: &Settings, listener: &TcpListener) {
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let llm = if settings.llm.is_demo() {
+        "built-in demo model (set OPENAI_API_KEY / OPENAI_BASE_URL for a real LLM)".to_owned()
+    } else {
+        format!("{} at {}", settings.llm.llm_model, settings.llm.base_url())
+    };
+    if settings.embedded() {
+        tracing::info!(
+            %address,
+            "gateway running EMBEDDED: in-memory store and in-process worker (no REDIS_URL); LLM: {llm}; chat at http://{address}/demo"
+        );
+    } else {
+        tracing::info!(
+            %address,
+            worker_in_process = settings.runs_worker(),
+            "gateway running on Redis; LLM: {llm}"
+        );
+    }
+}
+
+/// Every route of the contract.
+///
+/// Public routes (no token, no rate limit: probes all come from one kubelet address)
+/// are `/`, `/health`, `/livez`, `/metrics`, `/openapi.json` and the demo page; put new
+/// ones of that kind in `public`. Everything else is `protected`, where a request goes
+/// through, in order: `authenticate` (verify the token once, resolve the client
+/// address) → the general rate limit (by user, else address) → on REST routes
+/// `require_caller` (401) → on creation the stricter creation limit → the handler.
+/// The socket route skips `require_caller`: the contract reports a bad token on the
+/// socket (4401), after the upgrade.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.settings.limits.max_body_bytes as usize;
+    let security = state.security.clone();
+    let protection = &security.settings;
+    let public = Router::new()
+        .route("/", get(info::api_info))
+        .route("/health", get(info::health))
+        .route("/livez", get(info::livez))
+        .route("/demo", get(demo::page))
+        .route("/demo/", get(demo::page))
+        .route("/demo/app.js", get(demo::script))
+        .route("/demo/style.css", get(demo::stylesheet));
+
+    let mut create = Router::new().route("/api/create-session", post(sessions::create));
+    if let Some(limit) = RestLimit::new(
+        protection.create_session_per_minute,
+        protection.create_session_burst,
+    ) {
+        limit.spawn_cleanup(state.shutdown.clone());
+        create = create.route_layer(limit.layer());
+    }
+    let rest = Router::new()
+        .route("/status", get(info::status))
+        .route("/api/session/{id}/info", get(sessions::info))
+        .route("/api/session/{id}/messages", get(sessions::messages))
+        .route("/api/session/{id}", delete(sessions::delete))
+        .route("/api/session/{id}/cancel", post(sessions::cancel))
+        .merge(create)
+        .route_layer(from_fn(require_caller));
+    let mut protected = rest.route("/ws/{id}", get(ws::upgrade));
+    if let Some(limit) = RestLimit::new(
+        protection.rate_limit_per_minute,
+        protection.rate_limit_burst,
+    ) {
+        limit.spawn_cleanup(state.shutdown.clone());
+        protected = protected.route_layer(limit.layer());
+    }
+    let protected = protected.route_layer(from_fn_with_state(state.clone(), authenticate));
+
+    let deadline = Duration::from_secs(protection.http_request_timeout_secs);
+    public
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(from_fn(move |request: Request, next: Next| {
+            within_deadline(deadline, request, next)
+        }))
+        .layer(security.origins.cors_layer())
+        // Requests are traced with a query's `token` redacted; 5xx causes are logged
+        // where they happen (once), not again here.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    tracing::debug_span!("request", method = %request.method(), uri = %redacted_uri(request.uri()))
+                })
+                .on_failure(()),
+        )
+        .with_state(state)
+}
+
+/// A request (its body included: a slow upload holds a task) must be answered within
+/// `HTTP_REQUEST_TIMEOUT_SECS`; socket upgrades answer at once and are not affected.
+async fn within_deadline(deadline: Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            axum::Json(json!({
+                "error": "invalid_request",
+                "message": "The request took too long to arrive; please retry.",
+            })),
+        )
+            .into_response(),
+    }
+}
+
+async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(
+            json!({"error": "not_found", "message": "No such route; see GET / for the API."}),
+        ),
+    )
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(
+            json!({"error": "invalid_request", "message": "This method is not allowed on this route."}),
+        ),
+    )
+}

@@ -1,0 +1,415 @@
+//! One socket's life: attach to the hub, say `connected`, replay what the client
+//! missed, then forward live events and accept the client's frames until either side
+//! goes away.
+//!
+//! Resume is gap-free because the order is fixed: subscribe first (in `attach`), then
+//! read the log past the client's `last_seq`, then forward live events, dropping any
+//! `seq` already sent. The same rule re-reads the log whenever the hub says events
+//! may have been missed.
+
+use super::hub::{Attachment, Outbound};
+use super::{SocketStart, close};
+use crate::state::AppState;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+use governor::clock::{Clock, DefaultClock};
+use governor::{Quota, RateLimiter};
+use shared::backend::split_batch;
+use shared::clock;
+use shared::ids::SessionId;
+use shared::model::{AcceptOutcome, StoredMessage};
+use shared::wire::{
+    ClientFrame, ErrorCode, Protocol, Status, StatusEvent, StreamEvent, parse_client_frame,
+};
+use std::num::NonZeroU32;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The socket ended; carry the close code to send, if any.
+struct Closed(Option<(u16, &'static str)>);
+
+type Step = Result<(), Closed>;
+
+/// Renders an event for a protocol; `None` when the protocol has no such event.
+pub fn render(event: &StreamEvent, protocol: Protocol) -> Option<String> {
+    match protocol {
+        Protocol::Stream => Some(event.to_json()),
+        Protocol::Simple => event.to_simple().map(|e| e.to_json()),
+    }
+}
+
+struct Connection {
+    state: AppState,
+    socket: WebSocket,
+    session_id: SessionId,
+    protocol: Protocol,
+    /// Highest `seq` sent (or skipped as already known) on this socket.
+    last_sent: u64,
+    limiter: RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock>,
+    last_heard: Instant,
+    /// The socket's token: closed with 4401 when it expires unrefreshed (`token.rs`).
+    auth: super::token::SocketAuth,
+}
+
+/// Runs the socket to its end.
+pub async fn run(state: AppState, socket: WebSocket, start: SocketStart) {
+    let limits = &state.settings.limits;
+    let quota = Quota::per_minute(nonzero(limits.ws_messages_per_minute))
+        .allow_burst(nonzero(limits.ws_message_burst));
+    let mut conn = Connection {
+        session_id: start.session_id.clone(),
+        protocol: start.protocol,
+        last_sent: 0,
+        limiter: RateLimiter::direct(quota),
+        last_heard: Instant::now(),
+        auth: start.auth.clone(),
+        socket,
+        state: state.clone(),
+    };
+    // Set-up and rare paths are boxed: an idle socket's task is as big as its largest
+    // await state, and inline Redis futures made it ~10 KiB per socket.
+    let attachment = match Box::pin(state.hub.attach(&start.session_id)).await {
+        Ok(attachment) => attachment,
+        Err(error) => {
+            tracing::warn!(%error, "could not subscribe a socket");
+            conn.close(close::RESTARTING, "unavailable").await;
+            return;
+        }
+    };
+    let outcome = conn.serve(attachment, start.resume_from).await;
+    if let Err(Closed(Some((code, reason)))) = outcome {
+        conn.close(code, reason).await;
+    }
+}
+
+/// A frame over the size limit is answered with 1009, a text frame that is not UTF-8
+/// with 1007 (the protocol leaves no way to keep such a socket); other read errors mean
+/// the peer is gone.
+fn read_failure(error: axum::Error) -> Closed {
+    match error.into_inner().downcast::<tungstenite::Error>() {
+        Ok(error) => match *error {
+            tungstenite::Error::Capacity(_) => Closed(Some((close::TOO_BIG, "message too big"))),
+            tungstenite::Error::Utf8(_) => Closed(Some((close::INVALID_DATA, "text is not UTF-8"))),
+            _ => Closed(None),
+        },
+        Err(_) => Closed(None),
+    }
+}
+
+/// A write that takes longer than `limit` means the peer stopped reading.
+async fn within(
+    limit: Duration,
+    write: impl std::future::Future<Output = Result<(), axum::Error>>,
+) -> Step {
+    match tokio::time::timeout(limit, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Closed(None)),
+        Err(_) => Err(Closed(Some((close::OVERLOADED, "client too slow")))),
+    }
+}
+
+fn nonzero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
+impl Connection {
+    async fn serve(&mut self, mut attachment: Attachment, resume_from: Option<u64>) -> Step {
+        let _ = Box::pin(self.state.backend.touch_session(&self.session_id)).await;
+        Box::pin(self.greet(resume_from)).await?;
+        let interval = self.state.settings.ping_interval();
+        let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    // Send what already arrived for this socket, then ask the client
+                    // to reconnect elsewhere.
+                    while let Ok(outbound) = attachment.rx.try_recv() {
+                        self.on_outbound(outbound).await?;
+                    }
+                    self.flush().await?;
+                    return Err(Closed(Some((close::RESTARTING, "instance restarting"))));
+                }
+                outbound = attachment.rx.recv() => match outbound {
+                    Some(outbound) => {
+                        self.on_outbound(outbound).await?;
+                        // Whatever else is queued already goes out in the same write.
+                        while let Ok(more) = attachment.rx.try_recv() {
+                            self.on_outbound(more).await?;
+                        }
+                        self.flush().await?;
+                    }
+                    None => {
+                        let reason = if attachment.overflowed() { "client too slow" } else { "overloaded" };
+                        return Err(Closed(Some((close::OVERLOADED, reason))));
+                    }
+                },
+                frame = self.socket.recv() => match frame {
+                    None | Some(Ok(Message::Close(_))) => return Err(Closed(None)),
+                    Some(Err(error)) => return Err(read_failure(error)),
+                    Some(Ok(Message::Text(text))) => {
+                        self.last_heard = Instant::now();
+                        Box::pin(self.on_text(&text)).await?;
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        self.last_heard = Instant::now();
+                        self.reply_error(ErrorCode::UnsupportedFrame, "Binary frames are not supported; send JSON text frames.", None).await?;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => self.last_heard = Instant::now(),
+                },
+                _ = super::token::expiry(self.auth.deadline()) => {
+                    self.reply_error(ErrorCode::Unauthorized, "The token expired; reconnect with a fresh one (or refresh it in time with {\"type\":\"auth\"}).", None).await?;
+                    return Err(Closed(Some((close::UNAUTHORIZED, "token expired"))));
+                }
+                _ = ping.tick() => {
+                    if self.last_heard.elapsed() > interval * 2 {
+                        return Err(Closed(Some((close::NORMAL, "no answer to pings"))));
+                    }
+                    self.send(Message::Ping(Default::default())).await?;
+                }
+            }
+        }
+    }
+
+    /// `connected`, then the replay past `resume_from`.
+    async fn greet(&mut self, resume_from: Option<u64>) -> Step {
+        let replay_from = resume_from.unwrap_or(u64::MAX);
+        let replay = self
+            .state
+            .backend
+            .replay(&self.session_id, replay_from)
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "could not read the event log");
+                Closed(Some((close::RESTARTING, "unavailable")))
+            })?;
+        self.last_sent = match resume_from {
+            Some(from) if from <= replay.last_seq => from,
+            _ => replay.last_seq,
+        };
+        let connected = StreamEvent::Status(StatusEvent {
+            seq: None,
+            status: Status::Connected,
+            session_id: Some(self.session_id.clone()),
+            message_id: None,
+            timestamp: clock::now_rfc3339(),
+            last_seq: Some(replay.last_seq),
+            recovered: resume_from.map(|_| replay.recovered),
+        });
+        self.send_event(&connected).await?;
+        for line in &replay.events {
+            self.forward_line(line).await?;
+        }
+        self.flush().await
+    }
+
+    async fn on_outbound(&mut self, outbound: Outbound) -> Step {
+        match outbound {
+            Outbound::Events(batch) => {
+                for (_, line) in split_batch(&batch) {
+                    self.forward_line(line).await?;
+                }
+                Ok(())
+            }
+            Outbound::Resync => {
+                let replay = Box::pin(self.state.backend.replay(&self.session_id, self.last_sent))
+                    .await
+                    .map_err(|_| Closed(Some((close::RESTARTING, "unavailable"))))?;
+                for line in &replay.events {
+                    self.forward_line(line).await?;
+                }
+                Ok(())
+            }
+            Outbound::SessionDeleted => {
+                Err(Closed(Some((close::SESSION_NOT_FOUND, "session deleted"))))
+            }
+        }
+    }
+
+    /// Sends one logged event unless this socket already has it.
+    async fn forward_line(&mut self, line: &str) -> Step {
+        let Some(seq) = shared::backend::seq_of(line) else {
+            return Ok(());
+        };
+        if seq <= self.last_sent {
+            return Ok(());
+        }
+        self.last_sent = seq;
+        match self.protocol {
+            Protocol::Stream => self.feed(Message::Text(Utf8Bytes::from(line))).await,
+            Protocol::Simple => {
+                let Ok(event) = serde_json::from_str::<StreamEvent>(line) else {
+                    tracing::warn!("unreadable event in the log");
+                    return Ok(());
+                };
+                match event.to_simple() {
+                    Some(simple) => self.feed(Message::Text(simple.to_json().into())).await,
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Step {
+        match parse_client_frame(text) {
+            Err(error) => {
+                let message = match error.code() {
+                    ErrorCode::InvalidJson => "The frame is not valid JSON.",
+                    _ => {
+                        "Send {\"message\": \"...\"} or a frame with a known \"type\" (cancel, ping, auth)."
+                    }
+                };
+                self.reply_error(error.code(), message, None).await
+            }
+            Ok(ClientFrame::Ping) => self.send_event(&StreamEvent::Pong {}).await,
+            Ok(ClientFrame::Message {
+                text,
+                client_message_id,
+            }) => self.on_message(text, client_message_id).await,
+            Ok(ClientFrame::Cancel) => self.on_cancel().await,
+            Ok(ClientFrame::Auth { token }) => match self.auth.refresh(&self.state, &token) {
+                Ok(()) => {
+                    let event = super::token::authenticated(&self.session_id);
+                    self.send_event(&event).await
+                }
+                Err((code, message)) => self.reply_error(code, &message, None).await,
+            },
+        }
+    }
+
+    /// Stops the generation in progress, wherever it runs; its `complete` (marked
+    /// `cancelled`) and `ready` follow as usual. Nothing is sent when idle.
+    async fn on_cancel(&mut self) -> Step {
+        match self.state.backend.cancel(&self.session_id).await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                tracing::warn!(%error, "could not cancel");
+                self.reply_error(
+                    ErrorCode::Unavailable,
+                    "The generation could not be cancelled right now; please retry.",
+                    None,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn on_message(&mut self, text: String, client_message_id: Option<String>) -> Step {
+        let limits = &self.state.settings.limits;
+        if text.trim().is_empty() {
+            return self
+                .reply_error(ErrorCode::EmptyMessage, "The message is empty.", None)
+                .await;
+        }
+        let max_chars = limits.max_message_chars as usize;
+        if text.chars().count() > max_chars {
+            let message = format!("The message is longer than {max_chars} characters.");
+            return self
+                .reply_error(ErrorCode::MessageTooLong, &message, None)
+                .await;
+        }
+        if let Err(not_until) = self.limiter.check() {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return self
+                .reply_error(
+                    ErrorCode::RateLimited,
+                    "Too many messages; wait before sending more.",
+                    Some(wait.as_millis().max(1) as u64),
+                )
+                .await;
+        }
+        let max_pending = limits.max_pending_messages;
+        let message = StoredMessage::user(text);
+        let outcome = self
+            .state
+            .backend
+            .accept_message(
+                &self.session_id,
+                &message,
+                client_message_id.as_deref(),
+                max_pending,
+            )
+            .await;
+        match outcome {
+            Ok(AcceptOutcome::Accepted(_) | AcceptOutcome::Duplicate(_)) => Ok(()),
+            Ok(AcceptOutcome::TooManyPending) => {
+                let message = format!(
+                    "{max_pending} messages are already waiting for an answer; wait for one before sending more."
+                );
+                self.reply_error(ErrorCode::TooManyPending, &message, None)
+                    .await
+            }
+            Ok(AcceptOutcome::SessionNotFound) => {
+                self.reply_error(
+                    ErrorCode::SessionNotFound,
+                    "The session no longer exists.",
+                    None,
+                )
+                .await?;
+                Err(Closed(Some((
+                    close::SESSION_NOT_FOUND,
+                    "session not found",
+                ))))
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not accept a message");
+                self.reply_error(
+                    ErrorCode::Unavailable,
+                    "The message could not be accepted right now; please resend it.",
+                    None,
+                )
+                .await
+            }
+        }
+    }
+
+    /// A per-socket error reply (no `seq`: it is not part of the session's log).
+    async fn reply_error(
+        &mut self,
+        code: ErrorCode,
+        message: &str,
+        retry_after_ms: Option<u64>,
+    ) -> Step {
+        let mut event = StreamEvent::error(code, message, None);
+        if let StreamEvent::Error(e) = &mut event {
+            e.retry_after_ms = retry_after_ms;
+        }
+        self.send_event(&event).await
+    }
+
+    async fn send_event(&mut self, event: &StreamEvent) -> Step {
+        match render(event, self.protocol) {
+            Some(text) => self.send(Message::Text(text.into())).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sends one frame now.
+    async fn send(&mut self, message: Message) -> Step {
+        self.feed(message).await?;
+        self.flush().await
+    }
+
+    /// Queues a frame in the socket's write buffer (written out when it fills, or at
+    /// the next `flush`), so a burst of events costs one write, not one per event.
+    async fn feed(&mut self, message: Message) -> Step {
+        let limit = self.send_timeout();
+        within(limit, self.socket.feed(message)).await
+    }
+
+    async fn flush(&mut self) -> Step {
+        let limit = self.send_timeout();
+        within(limit, self.socket.flush()).await
+    }
+
+    fn send_timeout(&self) -> Duration {
+        Duration::from_secs(self.state.settings.limits.ws_send_timeout_secs)
+    }
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        let frame = Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }));
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.send(frame)).await;
+    }
+}

@@ -1,0 +1,54 @@
+//! The `/demo` page in headless Chromium against an embedded gateway: type, watch the
+//! answer stream in, drop the socket mid-answer and see it resume, reload and see the
+//! history. Screenshots are kept in `artifacts/browser/`.
+
+use crate::helpers::{Mode, TestEnv, TestGateway};
+use std::path::PathBuf;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_page_streams_resumes_and_reloads_in_chromium() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        PathBuf::from(&chromium).exists(),
+        "Chromium is needed at {chromium} (apt-get install chromium; the README's test command does it)"
+    );
+    // Slow enough for the page to be seen streaming, and for the drop to land mid-answer.
+    let env = TestEnv::builder(Mode::Embedded)
+        .mock(|m| {
+            m.token_delay_ms = 60;
+            m.tokens = 30;
+        })
+        .start()
+        .await;
+    let shots = root.join("artifacts/browser");
+    std::fs::create_dir_all(&shots).expect("artifacts dir");
+
+    let result = TestGateway::run_node(
+        "browser",
+        "demo-test.mjs",
+        &[&env.gw().url(""), &shots.to_string_lossy()],
+    )
+    .await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert!(
+        result["first_answer"]["intermediate_texts"].as_u64() >= Some(2),
+        "{result}"
+    );
+    assert!(
+        result["sockets_opened"].as_u64() >= Some(2),
+        "the page reconnected: {result}"
+    );
+    assert_eq!(result["history_messages"], 4, "{result}");
+    for shot in ["demo-chat.png", "demo-resumed.png"] {
+        let size = std::fs::metadata(shots.join(shot))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(size > 1_000, "{shot} was written");
+    }
+
+    // The session the page used holds both exchanges.
+    let id = result["session_id"].as_str().expect("session id");
+    let (_, history) = env.gw().get(&format!("/api/session/{id}/messages")).await;
+    assert_eq!(history["messages"].as_array().map(Vec::len), Some(4));
+}

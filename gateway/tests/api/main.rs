@@ -1,0 +1,16 @@
+//! Integration tests of the gateway against real Redis, real sockets, real HTTP and
+//! the project's own `mock-llm`. One test binary; modules by area.
+
+mod bad_input;
+mod browser;
+mod helpers;
+mod multi_instance;
+mod recovery;
+mod rest;
+mod security_jwt;
+mod security_limits;
+mod security_ownership;
+mod security_support;
+mod seeds;
+mod ws_simple;
+mod ws_stream;

@@ -1,0 +1,243 @@
+//! Real processes for the fault suite: `redis-server`, `mock-llm`, `gateway` and
+//! `worker` binaries on loopback, each killed when its handle drops.
+
+use shared::testkit::{RedisServer, free_port};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A binary of this workspace (built on demand when `cargo test` did not build it).
+pub fn binary(name: &str, package: &str) -> PathBuf {
+    let gateway = PathBuf::from(env!("CARGO_BIN_EXE_gateway"));
+    if name == "gateway" {
+        return gateway;
+    }
+    let path = gateway.with_file_name(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", package, "--bin", name])
+            .status()
+            .expect("cargo build runs");
+        assert!(status.success(), "building {name}");
+    }
+    path
+}
+
+/// A child process, SIGKILLed on drop.
+pub struct Proc {
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn spawn(name: &str, mut command: Command) -> Self {
+        let log = std::env::temp_dir().join(format!("faults-{name}-{}.log", std::process::id()));
+        let log = std::fs::File::create(log).expect("log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Self { child: Some(child) }
+    }
+
+    /// SIGKILL, at once.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit (up to `within`).
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The HTTP status of a GET, or `None` when nothing answers.
+pub fn http_status(url: &str) -> Option<u16> {
+    reqwest::status(url)
+}
+
+pub fn wait_http(url: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let ok = reqwest::blocking_get_ok(url);
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} did not come up");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+mod reqwest {
+    /// A tiny blocking GET over std, enough for readiness probes.
+    pub fn blocking_get_ok(url: &str) -> bool {
+        status(url) == Some(200)
+    }
+
+    pub fn status(url: &str) -> Option<u16> {
+        use std::io::{Read, Write};
+        let rest = url.trim_start_matches("http://");
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut stream = std::net::TcpStream::connect(host).ok()?;
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+        let request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response.get(9..12)?.parse().ok()
+    }
+}
+
+/// The whole system as processes.
+pub struct Cluster {
+    pub redis: RedisServer,
+    /// Held so the mock lives as long as the cluster.
+    _mock: Proc,
+    pub mock_url: String,
+    pub prefix: String,
+    pub gateways: Vec<(Proc, u16)>,
+    pub workers: Vec<Proc>,
+    worker_env: Vec<(String, String)>,
+}
+
+/// Answer length and speed of the mock LLM in the fault suite.
+pub const TOKENS: usize = 40;
+pub const TOKEN_DELAY_MS: u64 = 15;
+
+impl Cluster {
+    pub fn start(gateways: usize, workers: usize, redis_args: &[&str]) -> Self {
+        let redis = RedisServer::start_with(redis_args);
+        let mock_port = free_port();
+        let mut mock = Command::new(binary("mock-llm", "loadtest"));
+        mock.args([
+            "--port",
+            &mock_port.to_string(),
+            "--tokens",
+            &TOKENS.to_string(),
+            "--token-delay-ms",
+            &TOKEN_DELAY_MS.to_string(),
+        ]);
+        let mock = Proc::spawn("mock-llm", mock);
+        let mock_url = format!("http://127.0.0.1:{mock_port}");
+        wait_http(&format!("{mock_url}/health"), Duration::from_secs(10));
+        let prefix = shared::testkit::unique_prefix("faults");
+        let worker_env = vec![
+            ("WORKER_CLAIM_LEASE_MS".to_owned(), "1500".to_owned()),
+            ("WORKER_MAX_TRIES".to_owned(), "20".to_owned()),
+            ("WORKER_SHUTDOWN_GRACE_SECS".to_owned(), "5".to_owned()),
+        ];
+        let mut cluster = Self {
+            redis,
+            _mock: mock,
+            mock_url,
+            prefix,
+            gateways: Vec::new(),
+            workers: Vec::new(),
+            worker_env,
+        };
+        for _ in 0..gateways {
+            let port = free_port();
+            let gateway = cluster.spawn_gateway(port);
+            cluster.gateways.push((gateway, port));
+        }
+        for i in 0..workers {
+            let worker = cluster.spawn_worker(i);
+            cluster.workers.push(worker);
+        }
+        cluster
+    }
+
+    fn common_env(&self, command: &mut Command) {
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("REDIS_URL", self.redis.url())
+            .env("KEY_PREFIX", &self.prefix)
+            .env("OPENAI_BASE_URL", format!("{}/v1", self.mock_url))
+            .env("LLM_MODEL", "mock-model")
+            .env("RUST_LOG", "warn")
+            .env("WS_MESSAGES_PER_MINUTE", "100000")
+            .env("WS_MESSAGE_BURST", "100000")
+            .env("REDIS_COMMAND_TIMEOUT_MS", "2000");
+    }
+
+    /// Starts a gateway on `port` and waits until it serves.
+    pub fn spawn_gateway(&self, port: u16) -> Proc {
+        let mut command = Command::new(binary("gateway", "gateway"));
+        self.common_env(&mut command);
+        command
+            .env("CHAT_SERVICE_HOST", "127.0.0.1")
+            .env("CHAT_SERVICE_PORT", port.to_string())
+            .env("SHUTDOWN_GRACE_SECS", "5");
+        let proc = Proc::spawn(&format!("gateway-{port}"), command);
+        wait_http(
+            &format!("http://127.0.0.1:{port}/livez"),
+            Duration::from_secs(15),
+        );
+        proc
+    }
+
+    pub fn spawn_worker(&self, index: usize) -> Proc {
+        self.spawn_worker_on(index, 0)
+    }
+
+    /// A worker whose probe port (`/livez`, `/readyz`) is `probe_port` (0 = any).
+    pub fn spawn_worker_on(&self, index: usize, probe_port: u16) -> Proc {
+        let mut command = Command::new(binary("worker", "worker"));
+        self.common_env(&mut command);
+        command
+            .env("WORKER_HTTP_HOST", "127.0.0.1")
+            .env("WORKER_HTTP_PORT", probe_port.to_string())
+            .env(
+                "WORKER_ID",
+                format!("faults-worker-{index}-{}", free_port()),
+            );
+        for (key, value) in &self.worker_env {
+            command.env(key, value);
+        }
+        Proc::spawn(&format!("worker-{index}"), command)
+    }
+
+    pub fn gateway_urls(&self) -> Vec<String> {
+        self.gateways
+            .iter()
+            .map(|(_, port)| format!("127.0.0.1:{port}"))
+            .collect()
+    }
+
+    /// Runs a `redis-cli` command against this cluster's Redis.
+    pub fn redis_cli(&self, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args(["-p", &self.redis.port().to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
