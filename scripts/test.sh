@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Every check CI runs, from a fresh Debian/Ubuntu machine with Rust (>= 1.85):
+# installs what is missing (redis-server, Node.js, Chromium, the Node test clients),
+# then runs fmt, clippy and the whole test suite. Tests start their own
+# redis-server on free loopback ports; nothing on 6379 is used or touched.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+[ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+for dir in tests/seeds tests/browser; do
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+done
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The fault suite runs the real binaries (gateway, worker, mock-llm): build them all.
+cargo build --workspace --bins --locked
+# --show-output prints the fault suite's figures (faults[...]: ... lost 0 ...).
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked -- --show-output 2>&1 | tee "$log"
+bash scripts/loadtest-smoke.sh  # the load tester against the real binaries (a few sessions, --strict)
+# One closing line for the whole run (cargo's own last line is the doc-tests').
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
