@@ -89,6 +89,9 @@ fn builder_for(url: &str, settings: &StoreSettings) -> Result<Builder, StoreErro
             c.connection_timeout = Duration::from_secs(5);
             c.internal_command_timeout = Duration::from_secs(5);
             c.max_command_attempts = 1;
+            // Every command is a small write awaiting its reply: Nagle would hold the
+            // next one back until the previous reply's ACK (milliseconds per message).
+            c.tcp.nodelay = Some(true);
         })
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
     Ok(builder)
@@ -265,22 +268,6 @@ impl RedisBackend {
 
     pub async fn history_all(&self, id: &SessionId) -> Result<Vec<StoredMessage>, StoreError> {
         let raw: Vec<String> = self.client().lrange(self.keys().history(id), 0, -1).await?;
-        raw.iter().map(|m| parse_message(m)).collect()
-    }
-
-    async fn history_tail(
-        &self,
-        id: &SessionId,
-        count: usize,
-    ) -> Result<Vec<StoredMessage>, StoreError> {
-        // `LRANGE key -0 -1` is the whole list, not none of it.
-        if count == 0 {
-            return Ok(Vec::new());
-        }
-        let raw: Vec<String> = self
-            .client()
-            .lrange(self.keys().history(id), -(count as i64), -1)
-            .await?;
         raw.iter().map(|m| parse_message(m)).collect()
     }
 
@@ -601,8 +588,12 @@ impl RedisBackend {
             .begin_work
             .evalsha_with_reload(
                 self.client(),
-                vec![k.meta(id), k.pending(id), k.inbox()],
-                vec![delivery.entry_id.clone(), WORKER_GROUP.to_owned()],
+                vec![k.meta(id), k.pending(id), k.inbox(), k.history(id)],
+                vec![
+                    delivery.entry_id.clone(),
+                    WORKER_GROUP.to_owned(),
+                    context_messages.to_string(),
+                ],
             )
             .await?;
         let tag = reply
@@ -618,7 +609,17 @@ impl RedisBackend {
                     .and_then(|v| v.as_string())
                     .ok_or_else(|| StoreError::Corrupt("begin reply".into()))?;
                 let number = |i: usize| reply.get(i).and_then(|v| v.as_u64()).unwrap_or(0);
-                let history = self.history_tail(id, context_messages).await?;
+                let history = match reply.get(5) {
+                    Some(Value::Array(items)) => items
+                        .iter()
+                        .map(|item| {
+                            item.as_str()
+                                .ok_or_else(|| StoreError::Corrupt("begin history".into()))
+                                .and_then(|m| parse_message(&m))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                    _ => Vec::new(),
+                };
                 Ok(Begin::Work(Work {
                     message: parse_message(&raw)?,
                     attempt: number(2),
