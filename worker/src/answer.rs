@@ -109,17 +109,19 @@ impl Answerer {
                     .await;
             }
         }
-        let typing = StreamEvent::status(Status::Typing, session, Some(work.message.id));
-        if self.publish(session, work, typing).await?.is_err() {
-            return self
-                .finish(delivery, work, answered(String::new(), true))
-                .await;
-        }
-
         let prompt = prompt::build(&self.llm_settings.system_prompt, work);
+        let mut typing = Some(StreamEvent::status(
+            Status::Typing,
+            session,
+            Some(work.message.id),
+        ));
         let mut restarts_left = self.llm_settings.llm_stream_retries;
         let outcome = loop {
-            match self.stream_answer(session, work, &prompt, cancel).await? {
+            let announce = typing.take();
+            match self
+                .stream_answer(session, work, &prompt, announce, cancel)
+                .await?
+            {
                 Streamed::Done(text) => break answered(text, false),
                 Streamed::Cancelled(text) => break answered(text, true),
                 Streamed::Broken {
@@ -229,22 +231,41 @@ impl Answerer {
         }
     }
 
-    /// One attempt at streaming the model's answer as chunk events.
+    /// One attempt at streaming the model's answer as chunk events. `announce` (the
+    /// `typing` status) is published while the model request goes out, not before
+    /// it: the first token waits for neither, and no chunk is published until the
+    /// announcement is in.
     async fn stream_answer(
         &self,
         session: &SessionId,
         work: &Work,
         prompt: &[PromptMessage],
+        announce: Option<StreamEvent>,
         cancel: &CancellationToken,
     ) -> Result<Streamed, AnswerError> {
         let started = Instant::now();
         let total_deadline = started + self.llm_settings.total_timeout();
         let first_deadline = started + self.llm_settings.first_token_timeout();
 
-        let opened = tokio::select! {
+        let open = tokio::time::timeout_at(first_deadline, self.llm.stream(prompt));
+        let (announced, opened) = tokio::select! {
             _ = cancel.cancelled() => return Ok(Streamed::Cancelled(String::new())),
-            opened = tokio::time::timeout_at(first_deadline, self.llm.stream(prompt)) => opened,
+            both = async {
+                match announce {
+                    Some(event) => {
+                        let (announced, opened) = tokio::join!(self.publish(session, work, event), open);
+                        (Some(announced), opened)
+                    }
+                    None => (None, open.await),
+                }
+            } => both,
         };
+        // Cancelled before it began: nothing was said, nothing more is asked of the model.
+        if let Some(announced) = announced {
+            if announced?.is_err() {
+                return Ok(Streamed::Cancelled(String::new()));
+            }
+        }
         // Tokens that are already waiting come out together (one Redis call for all of
         // them), whatever their number: under load the worker catches up in batches.
         let mut stream = match opened {
