@@ -499,6 +499,11 @@ impl Bench {
                 url,
                 "--sessions".into(),
                 "100".into(),
+                // Conversations start spread over about one send period (1 s of
+                // thinking + the answer), so sends arrive as independent users'
+                // would, not as one synchronized burst of 100 every period.
+                "--ramp".into(),
+                "80".into(),
                 "--messages".into(),
                 "0".into(),
                 "--think-ms".into(),
