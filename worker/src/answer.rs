@@ -261,10 +261,10 @@ impl Answerer {
             } => both,
         };
         // Cancelled before it began: nothing was said, nothing more is asked of the model.
-        if let Some(announced) = announced {
-            if announced?.is_err() {
-                return Ok(Streamed::Cancelled(String::new()));
-            }
+        if let Some(announced) = announced
+            && announced?.is_err()
+        {
+            return Ok(Streamed::Cancelled(String::new()));
         }
         // Tokens that are already waiting come out together (one Redis call for all of
         // them), whatever their number: under load the worker catches up in batches.
