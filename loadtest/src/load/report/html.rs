@@ -6,7 +6,6 @@ use std::fmt::Write;
 
 use super::Report;
 use crate::load::live::rates;
-use crate::load::stats::Quantiles;
 
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 200.0;
@@ -63,13 +62,7 @@ pub fn render(r: &Report) -> String {
         r.checks.content_mismatches,
     );
     body.push_str("<h2>Latency (ms)</h2><table><tr><th></th><th>count</th><th>mean</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
-    let rows: [(&str, &Quantiles); 5] = [
-        ("typing", &r.latency_ms.typing),
-        ("first chunk", &r.latency_ms.first_chunk),
-        ("complete", &r.latency_ms.complete),
-        ("REST create", &r.connect.rest_create),
-        ("socket open", &r.connect.ws_connect),
-    ];
+    let rows = r.latency_rows();
     for (name, q) in rows.iter().filter(|(_, q)| q.count > 0) {
         let _ = write!(
             body,

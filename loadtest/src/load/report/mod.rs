@@ -180,6 +180,17 @@ pub struct Histograms {
 }
 
 impl Report {
+    /// The latency rows every rendering shows, in order.
+    pub fn latency_rows(&self) -> [(&'static str, &Quantiles); 5] {
+        [
+            ("typing", &self.latency_ms.typing),
+            ("first chunk", &self.latency_ms.first_chunk),
+            ("complete", &self.latency_ms.complete),
+            ("REST create", &self.connect.rest_create),
+            ("socket open", &self.connect.ws_connect),
+        ]
+    }
+
     /// The parts of the report that come from the merged stats.
     pub fn stats_parts(stats: &Stats) -> (MessageCounts, Latency, ChunkCounts, Checks, Histograms) {
         let per_message = &stats.chunks_per_message;

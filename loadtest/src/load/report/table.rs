@@ -3,7 +3,6 @@
 use std::fmt::Write;
 
 use super::Report;
-use crate::load::stats::Quantiles;
 
 /// The whole report as lines of text.
 pub fn render(r: &Report) -> String {
@@ -57,13 +56,7 @@ pub fn render(r: &Report) -> String {
         "{:<16}{:>9}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
         "latency (ms)", "count", "mean", "p50", "p90", "p99", "p99.9", "max"
     );
-    let rows: [(&str, &Quantiles); 5] = [
-        ("typing", &r.latency_ms.typing),
-        ("first chunk", &r.latency_ms.first_chunk),
-        ("complete", &r.latency_ms.complete),
-        ("REST create", &r.connect.rest_create),
-        ("socket open", &r.connect.ws_connect),
-    ];
+    let rows = r.latency_rows();
     for (name, q) in rows {
         if q.count == 0 {
             continue;
