@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use loadtest::mock_llm::{MockSettings, reply_tokens};
 use serde_json::{Value, json};
 
-use crate::helpers::{collect, request, settings, spawn_mock, user};
+use crate::helpers::{collect, request, settings, spawn_mock, stream_chat, user};
 
 fn chat(text: &str) -> Value {
     json!({"model": "m", "stream": true, "messages": [user(text)]})
@@ -114,14 +114,7 @@ async fn bad_requests_get_400_with_an_openai_body() {
 async fn cut_breaks_the_stream_after_n_tokens() {
     let mock = spawn_mock(settings()).await;
     let messages = vec![user("[mock:cut=3] tell me")];
-    let got = collect(
-        mock.openai()
-            .chat()
-            .create_stream(request(json!({"model": "m", "messages": messages})))
-            .await
-            .expect("stream opens"),
-    )
-    .await;
+    let got = stream_chat(&mock.openai(), json!({"model": "m", "messages": messages})).await;
     assert_eq!(got.content, reply_tokens(&messages, 20)[..3].concat());
     assert_eq!(got.content_chunks, 3);
     assert!(got.finish.is_none(), "no finish chunk after a cut");

@@ -132,6 +132,16 @@ pub struct Collected {
     pub error: Option<OpenAIError>,
 }
 
+/// Opens a streaming chat completion from a JSON body and reads it to its end.
+pub async fn stream_chat(client: &Client<OpenAIConfig>, body: Value) -> Collected {
+    let stream = client
+        .chat()
+        .create_stream(request(body))
+        .await
+        .expect("stream opens");
+    collect(stream).await
+}
+
 /// Reads a stream to its end (or first error).
 pub async fn collect(mut stream: ChatCompletionResponseStream) -> Collected {
     let mut out = Collected::default();

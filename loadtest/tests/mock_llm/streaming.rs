@@ -6,7 +6,7 @@ use async_openai::types::chat::{FinishReason, Role};
 use loadtest::mock_llm::{MockSettings, reply_text, reply_tokens};
 use serde_json::{Value, json};
 
-use crate::helpers::{assistant, collect, request, settings, spawn_mock, sse_data, user};
+use crate::helpers::{assistant, request, settings, spawn_mock, sse_data, stream_chat, user};
 
 #[tokio::test]
 async fn stream_concatenates_to_reply_text() {
@@ -21,13 +21,11 @@ async fn stream_concatenates_to_reply_text() {
         assistant("answer one"),
         user("How are you?"),
     ];
-    let stream = mock
-        .openai()
-        .chat()
-        .create_stream(request(json!({"model": "gpt-test", "messages": messages})))
-        .await
-        .expect("stream opens");
-    let got = collect(stream).await;
+    let got = stream_chat(
+        &mock.openai(),
+        json!({"model": "gpt-test", "messages": messages}),
+    )
+    .await;
 
     assert!(got.error.is_none(), "{:?}", got.error);
     let expected = reply_text(&messages, 25);
@@ -47,17 +45,15 @@ async fn stream_concatenates_to_reply_text() {
 async fn stream_reports_usage_when_asked() {
     let mock = spawn_mock(settings()).await;
     let messages = vec![user("one two three")];
-    let stream = mock
-        .openai()
-        .chat()
-        .create_stream(request(json!({
+    let got = stream_chat(
+        &mock.openai(),
+        json!({
             "model": "m",
             "messages": messages,
             "stream_options": {"include_usage": true},
-        })))
-        .await
-        .expect("stream opens");
-    let got = collect(stream).await;
+        }),
+    )
+    .await;
     let usage = got.usage.expect("usage chunk");
     assert_eq!(usage.completion_tokens, 20);
     assert_eq!(usage.prompt_tokens, 3);
@@ -163,12 +159,9 @@ async fn delays_pace_the_stream() {
     })
     .await;
     let started = Instant::now();
-    let got = collect(
-        mock.openai()
-            .chat()
-            .create_stream(request(json!({"model": "m", "messages": [user("a")]})))
-            .await
-            .expect("stream opens"),
+    let got = stream_chat(
+        &mock.openai(),
+        json!({"model": "m", "messages": [user("a")]}),
     )
     .await;
     let elapsed = started.elapsed();
@@ -186,14 +179,9 @@ async fn directives_override_the_delays() {
     })
     .await;
     let started = Instant::now();
-    let got = collect(
-        mock.openai()
-            .chat()
-            .create_stream(request(
-                json!({"model": "m", "messages": [user("[mock:first=40][mock:slow=3] a")]}),
-            ))
-            .await
-            .expect("stream opens"),
+    let got = stream_chat(
+        &mock.openai(),
+        json!({"model": "m", "messages": [user("[mock:first=40][mock:slow=3] a")]}),
     )
     .await;
     let elapsed = started.elapsed();

@@ -4,7 +4,7 @@ use async_openai::types::chat::{ChatCompletionMessageToolCalls, FinishReason};
 use loadtest::mock_llm::reply_text;
 use serde_json::{Value, json};
 
-use crate::helpers::{StreamedCall, collect, request, settings, spawn_mock, tool, user};
+use crate::helpers::{StreamedCall, request, settings, spawn_mock, stream_chat, tool, user};
 
 fn arguments(raw: &str) -> Value {
     serde_json::from_str(raw).expect("arguments are JSON")
@@ -13,16 +13,13 @@ fn arguments(raw: &str) -> Value {
 #[tokio::test]
 async fn streamed_tool_call_is_parsed_by_async_openai() {
     let mock = spawn_mock(settings()).await;
-    let got = collect(
-        mock.openai()
-            .chat()
-            .create_stream(request(json!({
-                "model": "m",
-                "messages": [user("[mock:tool=search] cats and dogs")],
-                "tools": [tool("search")],
-            })))
-            .await
-            .expect("stream opens"),
+    let got = stream_chat(
+        &mock.openai(),
+        json!({
+            "model": "m",
+            "messages": [user("[mock:tool=search] cats and dogs")],
+            "tools": [tool("search")],
+        }),
     )
     .await;
     assert!(got.error.is_none(), "{:?}", got.error);
@@ -41,16 +38,13 @@ async fn streamed_tool_call_is_parsed_by_async_openai() {
 #[tokio::test]
 async fn parallel_tool_calls_get_their_own_index_and_id() {
     let mock = spawn_mock(settings()).await;
-    let got = collect(
-        mock.openai()
-            .chat()
-            .create_stream(request(json!({
-                "model": "m",
-                "messages": [user("[mock:tool=a][mock:tool=b] q")],
-                "tools": [tool("a"), tool("b")],
-            })))
-            .await
-            .expect("stream opens"),
+    let got = stream_chat(
+        &mock.openai(),
+        json!({
+            "model": "m",
+            "messages": [user("[mock:tool=a][mock:tool=b] q")],
+            "tools": [tool("a"), tool("b")],
+        }),
     )
     .await;
     let calls: Vec<&StreamedCall> = got.tool_calls.values().collect();
@@ -94,14 +88,7 @@ async fn whole_tool_call_is_parsed_by_async_openai() {
 async fn without_tools_in_the_request_the_answer_is_text() {
     let mock = spawn_mock(settings()).await;
     let messages = vec![user("[mock:tool=search] cats")];
-    let got = collect(
-        mock.openai()
-            .chat()
-            .create_stream(request(json!({"model": "m", "messages": messages})))
-            .await
-            .expect("stream opens"),
-    )
-    .await;
+    let got = stream_chat(&mock.openai(), json!({"model": "m", "messages": messages})).await;
     assert!(got.tool_calls.is_empty());
     assert_eq!(got.content, reply_text(&messages, 20));
     assert_eq!(got.finish, Some(FinishReason::Stop));
@@ -111,16 +98,13 @@ async fn without_tools_in_the_request_the_answer_is_text() {
 async fn tool_results_are_answered_with_text() {
     let mock = spawn_mock(settings()).await;
     let client = mock.openai();
-    let first = collect(
-        client
-            .chat()
-            .create_stream(request(json!({
-                "model": "m",
-                "messages": [user("[mock:tool=lookup] the answer")],
-                "tools": [tool("lookup")],
-            })))
-            .await
-            .expect("stream opens"),
+    let first = stream_chat(
+        &client,
+        json!({
+            "model": "m",
+            "messages": [user("[mock:tool=lookup] the answer")],
+            "tools": [tool("lookup")],
+        }),
     )
     .await;
     let call = first.tool_calls[&0].clone();
@@ -133,16 +117,13 @@ async fn tool_results_are_answered_with_text() {
         }]}),
         json!({"role": "tool", "tool_call_id": call.id, "content": "42"}),
     ];
-    let second = collect(
-        client
-            .chat()
-            .create_stream(request(json!({
-                "model": "m",
-                "messages": messages,
-                "tools": [tool("lookup")],
-            })))
-            .await
-            .expect("stream opens"),
+    let second = stream_chat(
+        &client,
+        json!({
+            "model": "m",
+            "messages": messages,
+            "tools": [tool("lookup")],
+        }),
     )
     .await;
     assert!(
