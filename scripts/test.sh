@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Every check CI runs, from a fresh Debian/Ubuntu machine with Rust (>= 1.85):
 # installs what is missing (redis-server, Node.js, Chromium, the Node test clients),
-# then runs fmt, clippy and the whole test suite. Tests start their own
-# redis-server on free loopback ports; nothing on 6379 is used or touched.
+# then runs fmt, clippy and the whole test suite, then the deployment checks
+# (scripts/deploy-test.sh installs Docker, debootstrap and its own tools when missing).
+# Tests start their own redis-server on free loopback ports; nothing on 6379 is used
+# or touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,5 +34,6 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked -- --show-output 2>&1 | tee "$log"
 bash scripts/loadtest-smoke.sh  # the load tester against the real binaries (a few sessions, --strict)
+bash scripts/deploy-test.sh     # Docker image, docker-compose.yml and the Helm chart, run for real
 # One closing line for the whole run (cargo's own last line is the doc-tests').
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
