@@ -14,11 +14,18 @@
 //! | `P:{S}:idem` | hash | `client_message_id` → message id, for idempotent resends |
 //! | `P:{S}:events` | stream | recent event batches, entry id = last `seq` of the batch |
 //! | `P:{S}` | channel | live event batches |
+//! | `P:probe:{I}` | channel | canaries of gateway instance `I` (its bus health probe) |
 //! | `P:inbox` | stream, group `workers` | one entry per session with pending messages |
 //! | `P:sessions` | sorted set | session ids by last activity (ms) |
 //! | `P:dead` | stream | messages given up on after too many tries |
 //! | `P:control` | channel | cancel requests for workers |
 //! | `P:slots:{scope}` | sorted set | holders of a bounded set (a user's sockets or sessions) by lapse time (ms) |
+//!
+//! **Internal names are out of the clients' reach.** A session's names always start
+//! with `P:{` (its id is the hash tag, and ids are parsed before any name is built);
+//! every internal name starts with `P:` and a word (`probe:`, `control`, `inbox`, ...),
+//! so no session id, however chosen, names an internal key or channel, and opening or
+//! closing a session's socket can never subscribe or unsubscribe one.
 
 use crate::ids::SessionId;
 
@@ -78,6 +85,19 @@ impl Keys {
         SessionId::parse(rest.strip_suffix('}')?).ok()
     }
 
+    /// The channel of one gateway instance's canaries (`instance` is any text: it is
+    /// not a session id and never becomes one).
+    pub fn probe(&self, instance: &str) -> String {
+        format!("{}:probe:{}", self.prefix, instance)
+    }
+
+    /// Whether `channel` is an instance probe channel of this prefix.
+    pub fn is_probe(&self, channel: &str) -> bool {
+        channel
+            .strip_prefix(&self.prefix)
+            .is_some_and(|rest| rest.starts_with(":probe:"))
+    }
+
     pub fn inbox(&self) -> String {
         format!("{}:inbox", self.prefix)
     }
@@ -129,6 +149,31 @@ mod tests {
             "chat:slots:{sockets:user:a%7Db%7Bc%25}"
         );
         assert_ne!(keys.slots("x%7D"), keys.slots("x}"));
+    }
+
+    #[test]
+    fn no_session_id_names_an_internal_channel() {
+        let keys = Keys::new("chat");
+        let probe = keys.probe("gw-1");
+        assert!(keys.is_probe(&probe));
+        assert_eq!(keys.session_of_channel(&probe), None);
+        // Ids that spell the internal names still get a session channel, never those.
+        for raw in [
+            "probe:gw-1",
+            "canary.gw-1",
+            "control",
+            "inbox",
+            ":probe:gw-1",
+        ] {
+            let Ok(id) = SessionId::parse(raw) else {
+                continue;
+            };
+            let channel = keys.channel(&id);
+            assert!(channel.starts_with("chat:{"), "{channel}");
+            assert!(!keys.is_probe(&channel), "{channel}");
+            assert_ne!(channel, probe);
+            assert_ne!(channel, keys.control());
+        }
     }
 
     #[test]

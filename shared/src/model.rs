@@ -225,8 +225,6 @@ pub struct BusMessage {
 pub enum Control {
     /// On a session's channel: the session was deleted; close its sockets with 4404.
     SessionDeleted,
-    /// On an instance's own canary channel: proof that its subscription still delivers.
-    Canary,
     /// On the workers' control channel: stop generating this message.
     Cancel {
         session_id: SessionId,

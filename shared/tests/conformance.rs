@@ -17,7 +17,7 @@ mod helpers;
 mod slots;
 
 use helpers::*;
-use shared::backend::{Backend, PublishOutcome};
+use shared::backend::{Backend, BusSignal, PublishOutcome};
 use shared::config::StoreSettings;
 use shared::ids::{MessageId, SessionId};
 use shared::model::{
@@ -860,15 +860,33 @@ async fn dead_letters_are_kept(backend: Backend, _ctx: &Ctx) {
 async fn a_canary_reaches_its_own_subscriber(backend: Backend, _ctx: &Ctx) {
     let subscriber = backend.subscriber().await.unwrap();
     let mut rx = subscriber.signals(64);
-    let canary = SessionId::parse("canary.instance-1").unwrap();
-    subscriber.subscribe(&canary).await.unwrap();
-    backend.send_canary(&canary).await.unwrap();
-    let message = next_message(&mut rx).await;
-    assert_eq!(message.session_id, canary);
-    assert_eq!(Control::parse(&message.payload), Some(Control::Canary));
+    subscriber.watch_probe("instance-1").await.unwrap();
+    // A session whose id spells the probe's name is another channel: subscribing and
+    // unsubscribing it (a client opening and closing its socket) leaves the probe alone.
+    for raw in ["probe:instance-1", "canary.instance-1"] {
+        let lookalike = SessionId::parse(raw).unwrap();
+        subscriber.subscribe(&lookalike).await.unwrap();
+        subscriber.unsubscribe(&lookalike).await.unwrap();
+    }
+    backend.send_canary("instance-2").await.unwrap();
+    backend.send_canary("instance-1").await.unwrap();
+    let signal = tokio::time::timeout(DEADLINE, rx.recv()).await.unwrap();
+    assert_eq!(signal, Some(BusSignal::Probe));
+    for raw in ["probe:instance-1", "canary.instance-1"] {
+        assert!(
+            backend
+                .session(&SessionId::parse(raw).unwrap())
+                .await
+                .unwrap()
+                .is_none(),
+            "no session is made"
+        );
+    }
+    // Only its own probe's canaries arrive (instance-2's was not one of them).
     assert!(
-        backend.session(&canary).await.unwrap().is_none(),
-        "no session is made"
+        tokio::time::timeout(Duration::from_millis(200), rx.recv())
+            .await
+            .is_err()
     );
 }
 

@@ -58,6 +58,10 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
                 "active_sessions": active_sessions,
                 "timestamp": clock::now_rfc3339(),
                 "mode": mode(&state),
+                "checks": {
+                    "store": {"status": "ok", "backend": state.backend.kind()},
+                    "bus": {"status": "ok", "canary_age_ms": state.hub.canary_age_ms()},
+                },
             })),
         ),
         checked => {
@@ -81,7 +85,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
                     "mode": mode(&state),
                     "checks": {
                         "store": {"status": store, "backend": state.backend.kind()},
-                        "bus": {"status": bus},
+                        "bus": {"status": bus, "canary_age_ms": state.hub.canary_age_ms()},
                     },
                 })),
             )

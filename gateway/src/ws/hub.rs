@@ -10,6 +10,12 @@
 //! hub sends itself a canary through the bus every `CANARY_INTERVAL`. When canaries
 //! stop arriving, `/health` fails and the hub re-subscribes and has every socket
 //! re-read its session's log.
+//!
+//! The canaries travel on the instance's *probe* channel (`keys::Keys::probe`), not on
+//! a session's: no session id names it, so no client can open, close or publish to it,
+//! and the session subscriptions this hub adds and drops as sockets come and go can
+//! never drop it. (It once was the pseudo-session `canary.<instance>`, which any client
+//! could open and close to make the instance report itself unhealthy for good.)
 
 use shared::backend::{Backend, BusSignal, Subscriber};
 use shared::clock;
@@ -46,8 +52,8 @@ const CANARIES_MISSED: i64 = 3;
 
 struct Inner {
     subscriber: Subscriber,
-    /// The pseudo-session whose channel carries this instance's canaries.
-    canary: SessionId,
+    /// The name of this instance's probe channel (carries its canaries only).
+    probe: Arc<str>,
     /// When the last canary came back (epoch ms).
     canary_seen_ms: AtomicI64,
     sockets: Mutex<HashMap<SessionId, Vec<SocketSlot>>>,
@@ -101,22 +107,10 @@ impl Hub {
         queue_capacity: usize,
         shutdown: CancellationToken,
     ) -> Result<Self, shared::backend::StoreError> {
-        let canary_name: String = format!("canary.{instance}")
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .take(shared::ids::MAX_SESSION_ID_LEN)
-            .collect();
-        let canary = SessionId::parse(&canary_name).expect("sanitized canary id");
         let hub = Hub {
             inner: Arc::new(Inner {
                 subscriber: subscriber.clone(),
-                canary: canary.clone(),
+                probe: Arc::from(instance),
                 canary_seen_ms: AtomicI64::new(clock::now_millis()),
                 sockets: Mutex::new(HashMap::new()),
                 subscribed: tokio::sync::Mutex::new(HashSet::new()),
@@ -126,15 +120,20 @@ impl Hub {
         };
         let signals = subscriber.signals(65_536);
         tokio::spawn(hub.clone().route(signals));
-        subscriber.subscribe(&canary).await?;
+        subscriber.watch_probe(instance).await?;
         tokio::spawn(hub.clone().send_canaries(backend, shutdown));
         Ok(hub)
     }
 
     /// True while canaries come back through the bus.
     pub fn bus_healthy(&self) -> bool {
+        self.canary_age_ms() <= CANARY_INTERVAL.as_millis() as i64 * CANARIES_MISSED
+    }
+
+    /// Milliseconds since the last canary came back (`/health` shows it).
+    pub fn canary_age_ms(&self) -> i64 {
         let seen = self.inner.canary_seen_ms.load(Ordering::Acquire);
-        clock::now_millis() - seen <= CANARY_INTERVAL.as_millis() as i64 * CANARIES_MISSED
+        (clock::now_millis() - seen).max(0)
     }
 
     /// Sends a canary every interval; when they stopped coming back, re-subscribes and
@@ -147,7 +146,7 @@ impl Hub {
                 _ = shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            if let Err(error) = backend.send_canary(&self.inner.canary).await {
+            if let Err(error) = backend.send_canary(&self.inner.probe).await {
                 tracing::warn!(%error, "could not send the bus canary");
             }
             let healthy = self.bus_healthy();
@@ -246,14 +245,13 @@ impl Hub {
                     let outbound = match Control::parse(&message.payload) {
                         None => Outbound::Events(message.payload),
                         Some(Control::SessionDeleted) => Outbound::SessionDeleted,
-                        Some(Control::Canary) => {
-                            let now = clock::now_millis();
-                            self.inner.canary_seen_ms.store(now, Ordering::Release);
-                            continue;
-                        }
                         Some(Control::Cancel { .. }) => continue,
                     };
                     self.deliver(Some(&message.session_id), outbound);
+                }
+                BusSignal::Probe => {
+                    let now = clock::now_millis();
+                    self.inner.canary_seen_ms.store(now, Ordering::Release);
                 }
                 BusSignal::Resync => self.deliver(None, Outbound::Resync),
             }
@@ -336,6 +334,20 @@ mod tests {
             drained, 8,
             "what was queued is still delivered, then the queue closes"
         );
+    }
+
+    #[tokio::test]
+    async fn a_session_named_like_the_probe_cannot_drop_it() {
+        let (hub, backend) = hub(8).await;
+        hub.inner.canary_seen_ms.store(0, Ordering::Release);
+        for raw in ["canary.test", "probe:test", "test"] {
+            let lookalike = SessionId::parse(raw).unwrap();
+            drop(hub.attach(&lookalike).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        backend.send_canary("test").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(hub.canary_age_ms() < 1_000, "the canary still arrives");
     }
 
     #[tokio::test]

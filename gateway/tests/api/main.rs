@@ -7,6 +7,7 @@ mod helpers;
 mod multi_instance;
 mod recovery;
 mod rest;
+mod security_canary;
 mod security_jwt;
 mod security_limits;
 mod security_ownership;

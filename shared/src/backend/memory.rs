@@ -97,6 +97,8 @@ struct Inner {
     state: Mutex<State>,
     inbox_ready: Notify,
     bus: broadcast::Sender<BusMessage>,
+    /// Canaries, by the name of the instance probe they are for (not session channels).
+    probes: broadcast::Sender<Arc<str>>,
     cancels: broadcast::Sender<CancelRequest>,
     settings: StoreSettings,
     /// Bounded holder sets (`slots.rs`), under their own lock.
@@ -113,11 +115,13 @@ impl MemoryBackend {
     pub fn new(settings: &StoreSettings) -> Self {
         let (bus, _) = broadcast::channel(16_384);
         let (cancels, _) = broadcast::channel(1_024);
+        let (probes, _) = broadcast::channel(64);
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
                 inbox_ready: Notify::new(),
                 bus,
+                probes,
                 cancels,
                 settings: settings.clone(),
                 slots: slots::Slots::default(),
@@ -319,7 +323,9 @@ impl MemoryBackend {
     pub fn subscriber(&self) -> MemorySubscriber {
         MemorySubscriber {
             bus: self.inner.bus.clone(),
+            probes: self.inner.probes.clone(),
             subscribed: Arc::new(Mutex::new(HashSet::new())),
+            probe: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -495,8 +501,8 @@ impl MemoryBackend {
         Ok(rx)
     }
 
-    pub async fn send_canary(&self, canary_id: &SessionId) -> Result<(), StoreError> {
-        self.publish_lines(canary_id, Control::Canary.to_json());
+    pub async fn send_canary(&self, probe: &str) -> Result<(), StoreError> {
+        let _ = self.inner.probes.send(Arc::from(probe));
         Ok(())
     }
 
@@ -562,7 +568,10 @@ fn push_bounded(list: &mut VecDeque<StoredMessage>, message: StoredMessage, max:
 #[derive(Clone)]
 pub struct MemorySubscriber {
     bus: broadcast::Sender<BusMessage>,
+    probes: broadcast::Sender<Arc<str>>,
     subscribed: Arc<Mutex<HashSet<SessionId>>>,
+    /// The instance probe watched, if any (kept apart from the session set).
+    probe: Arc<Mutex<Option<Arc<str>>>>,
 }
 
 impl MemorySubscriber {
@@ -578,21 +587,41 @@ impl MemorySubscriber {
         self.subscribed().remove(id);
     }
 
+    pub fn watch_probe(&self, probe: &str) {
+        *self.probe.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(probe));
+    }
+
+    fn watches(&self, probe: &str) -> bool {
+        self.probe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_deref()
+            == Some(probe)
+    }
+
     pub fn signals(&self, capacity: usize) -> mpsc::Receiver<BusSignal> {
         let (tx, rx) = mpsc::channel(capacity);
         let mut messages = self.bus.subscribe();
+        let mut probes = self.probes.subscribe();
         let this = self.clone();
         tokio::spawn(async move {
             loop {
-                let signal = match messages.recv().await {
-                    Ok(message) => {
-                        if !this.subscribed().contains(&message.session_id) {
-                            continue;
+                let signal = tokio::select! {
+                    message = messages.recv() => match message {
+                        Ok(message) => {
+                            if !this.subscribed().contains(&message.session_id) {
+                                continue;
+                            }
+                            BusSignal::Message(message)
                         }
-                        BusSignal::Message(message)
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => BusSignal::Resync,
-                    Err(broadcast::error::RecvError::Closed) => break,
+                        Err(broadcast::error::RecvError::Lagged(_)) => BusSignal::Resync,
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                    probe = probes.recv() => match probe {
+                        Ok(probe) if this.watches(&probe) => BusSignal::Probe,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
                 };
                 if tx.send(signal).await.is_err() {
                     break;

@@ -44,6 +44,8 @@ pub enum StoreError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum BusSignal {
     Message(BusMessage),
+    /// A canary arrived on this subscriber's probe channel (`Subscriber::watch_probe`).
+    Probe,
     /// Messages may have been missed (reconnect, lag): re-read the event logs.
     Resync,
 }
@@ -235,10 +237,10 @@ impl Backend {
         dispatch!(self, b => b.cancel_requests().await)
     }
 
-    /// Publishes a canary on the channel of `canary_id` (a pseudo-session only this
-    /// instance subscribes to), to prove its subscription still delivers.
-    pub async fn send_canary(&self, canary_id: &SessionId) -> Result<(), StoreError> {
-        dispatch!(self, b => b.send_canary(canary_id).await)
+    /// Publishes a canary on instance `probe`'s probe channel (an internal channel no
+    /// session id names, `keys::Keys::probe`), to prove its subscription still delivers.
+    pub async fn send_canary(&self, probe: &str) -> Result<(), StoreError> {
+        dispatch!(self, b => b.send_canary(probe).await)
     }
 
     /// Stores `answer` (if any), publishes `events`, acknowledges, queues the next message.
@@ -269,6 +271,18 @@ impl Subscriber {
             Subscriber::Redis(s) => s.unsubscribe(id).await,
             Subscriber::Memory(s) => {
                 s.unsubscribe(id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Subscribes to instance `probe`'s canaries, delivered as [`BusSignal::Probe`].
+    /// Not a session channel: `unsubscribe` of any session id cannot drop it.
+    pub async fn watch_probe(&self, probe: &str) -> Result<(), StoreError> {
+        match self {
+            Subscriber::Redis(s) => s.watch_probe(probe).await,
+            Subscriber::Memory(s) => {
+                s.watch_probe(probe);
                 Ok(())
             }
         }

@@ -186,6 +186,7 @@ pub async fn next_message(rx: &mut mpsc::Receiver<BusSignal>) -> BusMessage {
     match tokio::time::timeout(DEADLINE, rx.recv()).await {
         Ok(Some(BusSignal::Message(message))) => message,
         Ok(Some(BusSignal::Resync)) => panic!("unexpected resync"),
+        Ok(Some(BusSignal::Probe)) => panic!("unexpected canary"),
         Ok(None) => panic!("bus closed"),
         Err(_) => panic!("no bus message within {DEADLINE:?}"),
     }

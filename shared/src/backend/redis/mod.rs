@@ -567,10 +567,10 @@ impl RedisBackend {
         Ok(rx)
     }
 
-    pub async fn send_canary(&self, canary_id: &SessionId) -> Result<(), StoreError> {
+    pub async fn send_canary(&self, probe: &str) -> Result<(), StoreError> {
         let _: i64 = self
             .client()
-            .publish(self.keys().channel(canary_id), Control::Canary.to_json())
+            .publish(self.keys().probe(probe), clock::now_millis().to_string())
             .await?;
         Ok(())
     }

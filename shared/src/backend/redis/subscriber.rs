@@ -45,6 +45,11 @@ impl RedisSubscriber {
         Ok(())
     }
 
+    pub async fn watch_probe(&self, probe: &str) -> Result<(), StoreError> {
+        self.client.subscribe(self.keys.probe(probe)).await?;
+        Ok(())
+    }
+
     /// Drops and re-opens the connection (a wedged one may not even fail); the
     /// reconnect then re-subscribes and triggers a resync, as after any reconnect.
     pub async fn resubscribe(&self) -> Result<(), StoreError> {
@@ -64,6 +69,7 @@ impl RedisSubscriber {
             loop {
                 let signal = tokio::select! {
                     message = messages.recv() => match message {
+                        Ok(message) if keys.is_probe(&message.channel) => BusSignal::Probe,
                         Ok(message) => {
                             let Some(session_id) = keys.session_of_channel(&message.channel) else { continue };
                             let Some(payload) = message.value.as_str().map(|p| Arc::<str>::from(p.as_ref())) else { continue };
