@@ -5,7 +5,7 @@
 use crate::auth::caller::{authenticate, redacted_uri, require_caller};
 use crate::auth::settings::ConfigError;
 use crate::limits::rest::RestLimit;
-use crate::routes::{demo, info, sessions};
+use crate::routes::{demo, info, metrics, sessions};
 use crate::security::Security;
 use crate::server::{self, ServerOptions};
 use crate::settings::Settings;
@@ -67,6 +67,7 @@ impl Application {
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
         log_start(&settings, &listener);
+        shared::metrics::register(shared::metrics::Role::Gateway);
         let security = Arc::new(Security::from_settings(&settings)?);
         match &security.verifier {
             Some(verifier) => tracing::info!(?verifier, "authentication on"),
@@ -214,6 +215,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(info::api_info))
         .route("/health", get(info::health))
         .route("/livez", get(info::livez))
+        .route("/metrics", get(metrics::metrics))
         .route("/demo", get(demo::page))
         .route("/demo/", get(demo::page))
         .route("/demo/app.js", get(demo::script))

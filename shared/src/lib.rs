@@ -8,6 +8,7 @@
 //!   (inbox jobs, event batches).
 //! - [`config`]: settings both binaries read (store, limits of the event log).
 //! - [`keys`]: the Redis key schema, in one place.
+//! - [`metrics`]: the Prometheus families both binaries record, and their recorder.
 //! - [`backend`]: storage, inbox queue and event bus, with a Redis and an in-memory
 //!   implementation behind one enum.
 //! - [`clock`]: RFC 3339 timestamps as the contract writes them.
@@ -20,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod ids;
 pub mod keys;
+pub mod metrics;
 pub mod model;
 pub mod shutdown;
 pub mod telemetry;

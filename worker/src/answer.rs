@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use shared::backend::{Backend, PublishOutcome, StoreError};
 use shared::clock;
 use shared::ids::SessionId;
+use shared::metrics::{self, AnswerOutcome, LlmOutcome};
 use shared::model::{Begin, Delivery, Finish, FinishOutcome, StoredMessage, Work};
 use shared::wire::{ChunkEvent, CompleteEvent, ErrorCode, Status, StreamEvent};
 use std::time::Duration;
@@ -153,6 +154,15 @@ impl Answerer {
         let session = &delivery.session_id;
         let message_id = work.message.id;
         let ready = StreamEvent::status(Status::Ready, session, Some(message_id));
+        let measured = match &outcome {
+            Finish::Answered {
+                cancelled: false, ..
+            } => AnswerOutcome::Complete,
+            Finish::Answered {
+                cancelled: true, ..
+            } => AnswerOutcome::Cancelled,
+            Finish::Failed { .. } => AnswerOutcome::Error,
+        };
         let (answer, last) = match outcome {
             Finish::Answered { text, cancelled } => {
                 let complete = StreamEvent::Complete(CompleteEvent {
@@ -169,10 +179,14 @@ impl Answerer {
                 (None, StreamEvent::error(code, error, Some(message_id)))
             }
         };
-        Ok(self
+        let finished = self
             .backend
             .finish(delivery, work, answer.as_ref(), &[last, ready])
-            .await?)
+            .await?;
+        if finished == FinishOutcome::Done {
+            metrics::answer_finished(&work.message.created_at, measured);
+        }
+        Ok(finished)
     }
 
     /// A message started more often than allowed: dead-letter it and tell the client.
@@ -186,6 +200,7 @@ impl Answerer {
         self.backend
             .dead_letter(delivery, work, &format!("abandoned after {tries} tries"))
             .await?;
+        metrics::dead_lettered();
         let failed = Finish::Failed {
             code: ErrorCode::Internal,
             error: format!(
@@ -249,7 +264,10 @@ impl Answerer {
 
         let open = tokio::time::timeout_at(first_deadline, self.llm.stream(prompt));
         let (announced, opened) = tokio::select! {
-            _ = cancel.cancelled() => return Ok(Streamed::Cancelled(String::new())),
+            _ = cancel.cancelled() => {
+                metrics::llm_request(LlmOutcome::Cancelled);
+                return Ok(Streamed::Cancelled(String::new()));
+            }
             both = async {
                 match announce {
                     Some(event) => {
@@ -264,6 +282,7 @@ impl Answerer {
         if let Some(announced) = announced
             && announced?.is_err()
         {
+            metrics::llm_request(LlmOutcome::Cancelled);
             return Ok(Streamed::Cancelled(String::new()));
         }
         // Tokens that are already waiting come out together (one Redis call for all of
@@ -273,6 +292,7 @@ impl Answerer {
             Ok(Err(error)) => return Ok(broken(String::new(), llm_failure(&error), false)),
             Err(_) => return Ok(broken(String::new(), timeout_failure(), true)),
         };
+        let mut first_token = true;
 
         // `sent` is what clients have (published chunks); `pending` holds the chunk
         // events not yet published (one growing chunk when coalescing, one per token
@@ -288,7 +308,10 @@ impl Answerer {
                 total_deadline
             };
             tokio::select! {
-                _ = cancel.cancelled() => return Ok(Streamed::Cancelled(sent)),
+                _ = cancel.cancelled() => {
+                    metrics::llm_request(LlmOutcome::Cancelled);
+                    return Ok(Streamed::Cancelled(sent));
+                }
                 item = tokio::time::timeout_at(deadline, stream.next()) => match item {
                     Err(_) => {
                         if self.flush(session, work, &mut pending, &mut sent).await?.is_err() {
@@ -300,6 +323,9 @@ impl Answerer {
                     }
                     Ok(None) => break,
                     Ok(Some(items)) => {
+                        if std::mem::take(&mut first_token) {
+                            metrics::llm_first_token(started.elapsed());
+                        }
                         let mut failure = None;
                         for item in items {
                             match item {
@@ -345,6 +371,7 @@ impl Answerer {
         {
             return Ok(Streamed::Cancelled(sent));
         }
+        metrics::llm_request(LlmOutcome::Ok);
         Ok(Streamed::Done(sent))
     }
 
@@ -373,6 +400,9 @@ impl Answerer {
             })
             .collect();
         let published = self.publish_all(session, work, &chunks).await?;
+        if published.is_ok() && sent.is_empty() {
+            metrics::first_chunk(&work.message.created_at);
+        }
         if published.is_ok() {
             contents.iter().for_each(|content| sent.push_str(content));
         }
@@ -416,6 +446,7 @@ async fn sleep_until_opt(at: Option<Instant>) {
 
 fn llm_failure(error: &LlmError) -> Finish {
     tracing::warn!(%error, "LLM failed");
+    metrics::llm_request(LlmOutcome::Error);
     Finish::Failed {
         code: ErrorCode::LlmError,
         error: "The assistant could not answer: the language model request failed.".into(),
@@ -424,6 +455,7 @@ fn llm_failure(error: &LlmError) -> Finish {
 
 fn timeout_failure() -> Finish {
     tracing::warn!("LLM timed out");
+    metrics::llm_request(LlmOutcome::Timeout);
     Finish::Failed {
         code: ErrorCode::LlmTimeout,
         error: "The assistant could not answer in time: the language model did not respond.".into(),

@@ -195,6 +195,9 @@ async fn reclaim(consumer: Arc<Consumer>, stop: CancellationToken) {
             .await;
         match reclaimed {
             Ok(deliveries) => {
+                if !deliveries.is_empty() {
+                    shared::metrics::reclaimed(deliveries.len() as u64);
+                }
                 for delivery in deliveries {
                     let Ok(permit) = consumer.slots.clone().try_acquire_owned() else {
                         break;

@@ -35,6 +35,7 @@ pub fn spawn(
     consumer_name: String,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
+    shared::metrics::register(shared::metrics::Role::Worker);
     let answerer = Answerer {
         backend,
         llm: llm::Llm::from_settings(&llm_settings),

@@ -2,5 +2,6 @@
 
 pub mod demo;
 pub mod info;
+pub mod metrics;
 pub mod ownership;
 pub mod sessions;

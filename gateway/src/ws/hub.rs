@@ -152,6 +152,7 @@ impl Hub {
             let healthy = self.bus_healthy();
             if !healthy {
                 tracing::warn!("bus canaries stopped arriving; re-subscribing");
+                shared::metrics::pubsub_reconnected();
                 if let Err(error) = self.inner.subscriber.resubscribe().await {
                     tracing::warn!(%error, "re-subscribe failed");
                 }

@@ -25,6 +25,9 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// The close reason of a socket whose client did not keep up (1013).
+const TOO_SLOW: &str = "client too slow";
+
 /// The socket ended; carry the close code to send, if any.
 struct Closed(Option<(u16, &'static str)>);
 
@@ -54,6 +57,7 @@ struct Connection {
 /// Runs the socket to its end.
 pub async fn run(state: AppState, socket: WebSocket, start: SocketStart) {
     let limits = &state.settings.limits;
+    let _open = shared::metrics::socket_opened(start.protocol);
     let quota = Quota::per_minute(nonzero(limits.ws_messages_per_minute))
         .allow_burst(nonzero(limits.ws_message_burst));
     let mut conn = Connection {
@@ -78,6 +82,9 @@ pub async fn run(state: AppState, socket: WebSocket, start: SocketStart) {
     };
     let outcome = conn.serve(attachment, start.resume_from).await;
     if let Err(Closed(Some((code, reason)))) = outcome {
+        if reason == TOO_SLOW {
+            shared::metrics::slow_client_closed();
+        }
         conn.close(code, reason).await;
     }
 }
@@ -104,7 +111,7 @@ async fn within(
     match tokio::time::timeout(limit, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(Closed(None)),
-        Err(_) => Err(Closed(Some((close::OVERLOADED, "client too slow")))),
+        Err(_) => Err(Closed(Some((close::OVERLOADED, TOO_SLOW)))),
     }
 }
 
@@ -140,7 +147,7 @@ impl Connection {
                         self.flush().await?;
                     }
                     None => {
-                        let reason = if attachment.overflowed() { "client too slow" } else { "overloaded" };
+                        let reason = if attachment.overflowed() { TOO_SLOW } else { "overloaded" };
                         return Err(Closed(Some((close::OVERLOADED, reason))));
                     }
                 },
@@ -235,6 +242,7 @@ impl Connection {
             return Ok(());
         }
         self.last_sent = seq;
+        shared::metrics::events_forwarded(self.protocol, 1);
         match self.protocol {
             Protocol::Stream => self.feed(Message::Text(Utf8Bytes::from(line))).await,
             Protocol::Simple => {
@@ -331,7 +339,11 @@ impl Connection {
             )
             .await;
         match outcome {
-            Ok(AcceptOutcome::Accepted(_) | AcceptOutcome::Duplicate(_)) => Ok(()),
+            Ok(AcceptOutcome::Accepted(_)) => {
+                shared::metrics::message_accepted();
+                Ok(())
+            }
+            Ok(AcceptOutcome::Duplicate(_)) => Ok(()),
             Ok(AcceptOutcome::TooManyPending) => {
                 let message = format!(
                     "{max_pending} messages are already waiting for an answer; wait for one before sending more."
@@ -370,6 +382,7 @@ impl Connection {
         message: &str,
         retry_after_ms: Option<u64>,
     ) -> Step {
+        shared::metrics::message_rejected(code);
         let mut event = StreamEvent::error(code, message, None);
         if let StreamEvent::Error(e) = &mut event {
             e.retry_after_ms = retry_after_ms;

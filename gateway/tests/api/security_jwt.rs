@@ -209,7 +209,14 @@ async fn rest_token_in_the_wrong_place_is_401() {
 async fn public_routes_need_no_token_and_the_rest_do() {
     let env = auth_env(|_| {}).await;
     let gw = env.gw();
-    for path in ["/", "/health", "/livez", "/demo", "/demo/app.js"] {
+    for path in [
+        "/",
+        "/health",
+        "/livez",
+        "/metrics",
+        "/demo",
+        "/demo/app.js",
+    ] {
         assert_eq!(get(gw, path, None).await.status, 200, "{path}");
     }
     for path in ["/status", "/api/session/x/info", "/api/session/x/messages"] {

@@ -6,13 +6,16 @@
 //! which is what the contract's guarantees rest on.
 
 // Defined before the submodules so `counters` uses the same one.
+// Every call's failure is counted once here (`chat_store_errors_total`).
 macro_rules! dispatch {
-    ($self:expr, $b:ident => $call:expr) => {
-        match $self {
+    ($self:expr, $b:ident => $call:expr) => {{
+        let result = match $self {
             Backend::Redis($b) => $call,
             Backend::Memory($b) => $call,
-        }
-    };
+        };
+        crate::metrics::store_result(&result);
+        result
+    }};
 }
 
 mod counters;

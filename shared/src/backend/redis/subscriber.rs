@@ -84,6 +84,7 @@ impl RedisSubscriber {
                     reconnected = reconnects.recv() => match reconnected {
                         Ok(server) => {
                             tracing::info!(%server, "pub/sub reconnected; re-subscribing");
+                            crate::metrics::pubsub_reconnected();
                             if let Err(error) = client.resubscribe_all().await {
                                 tracing::error!(%error, "re-subscribe failed");
                             }
