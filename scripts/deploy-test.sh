@@ -88,10 +88,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-if ! "$venv/bin/python" -c 'import helm_python, kubernetes_validate, yamllint' 2>/dev/null; then
-  step "installing helm-python-sdk, kubernetes-validate, yamllint into $venv"
+if ! "$venv/bin/python" -c 'import helm_python, kubernetes_validate, yamllint, yaml, websockets' 2>/dev/null; then
+  step "installing helm-python-sdk, kubernetes-validate, yamllint, pyyaml, websockets into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check helm-python-sdk kubernetes-validate yamllint
+  "$venv/bin/pip" install -q --disable-pip-version-check helm-python-sdk kubernetes-validate yamllint pyyaml websockets
 fi
 export PATH="$venv/bin:$PATH"
 for dir in tests/seeds tests/deploy; do
@@ -205,4 +205,9 @@ compose_up=""
 if docker volume inspect "$volume" >/dev/null 2>&1; then echo "volume $volume left after down -v" >&2; exit 1; fi
 step "compose: passed"
 
+# ---- 5. the Helm chart -------------------------------------------------------------
+step "helm chart: render, lint, validate"
+python3 tests/deploy/chart_check.py --out "$work/chart" --image "$image"
+step "helm chart: the rendered containers in Docker"
+python3 tests/deploy/run_manifests.py --manifests "$work/chart/run.json" --label "chat-gateway-deploy-test=$project"
 step "passed"

@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""The chart's rendered containers, run in Docker exactly as the manifests say.
+
+    python3 tests/deploy/run_manifests.py --manifests DIR/run.json --label KEY=VALUE
+
+Takes the objects chart_check.py rendered for its "run" case and starts each
+Deployment's container the way a kubelet would: the manifest's image and command,
+`envFrom` and `env` resolved from the rendered ConfigMap and Secret, the pod's user,
+a read-only root filesystem, dropped capabilities and no privilege escalation,
+emptyDirs as tmpfs and the agent ConfigMap as read-only files at its mountPath, on one
+Docker network where each Service name resolves (network aliases). Then:
+
+1. the bundled Redis and the gateway start; every probe of the manifests answers as
+   the kubelet expects (httpGet 2xx/3xx, exec exit 0); the agent file is mounted;
+2. the KEDA metric: with no worker running (KEDA's zero replicas), the `workers` group
+   already exists on the inbox (the gateway made it) and its lag, read as the
+   redis-streams scaler reads it (`XINFO GROUPS`, field `lag`), rises by one with each
+   waiting session; the worker starts (scale from zero), the lag returns to 0 and every
+   waiting session is answered;
+3. the seed 004 client chats through the gateway;
+4. `docker stop` with the pod's terminationGracePeriodSeconds: both drain and exit 0.
+
+Every container and the network carry --label and are removed at the end.
+"""
+
+import argparse
+import contextlib
+import json
+import pathlib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+from websockets.sync.client import connect
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+WAITING_SESSIONS = 6
+
+
+def docker(*args, check=True):
+    done = subprocess.run(["docker", *args], capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise SystemExit(f"docker {' '.join(args[:3])} ... failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def fail(message):
+    raise SystemExit(f"run_manifests FAILED: {message}")
+
+
+def wait_for(what, predicate, timeout=30.0, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Cluster:
+    """The rendered objects, and the containers started from them."""
+
+    def __init__(self, objects, label):
+        self.objects = objects
+        self.label = label
+        self.network = f"chat-deploy-{label.split('=', 1)[1]}"
+        self.files = pathlib.Path(tempfile.mkdtemp(prefix="chart-run-"))
+        self.files.chmod(0o755)
+        self.containers = {}
+
+    def find(self, kind, suffix=""):
+        found = [o for o in self.objects if o["kind"] == kind and o["metadata"]["name"].endswith(suffix)]
+        if len(found) != 1:
+            fail(f"expected one {kind} *{suffix}, found {len(found)}")
+        return found[0]
+
+    def config_map(self, name):
+        return next(o for o in self.objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == name)["data"]
+
+    def secret(self, name):
+        found = [o for o in self.objects if o["kind"] == "Secret" and o["metadata"]["name"] == name]
+        return found[0].get("stringData", {}) if found else None
+
+    def env_of(self, container):
+        """envFrom, then env (later entries win, as in Kubernetes)."""
+        env = {}
+        for source in container.get("envFrom", []):
+            env.update(self.config_map(source["configMapRef"]["name"]))
+        for entry in container.get("env", []):
+            if "value" in entry:
+                env[entry["name"]] = entry["value"]
+                continue
+            ref = entry["valueFrom"]
+            if "secretKeyRef" in ref:
+                key_ref, data = ref["secretKeyRef"], self.secret(ref["secretKeyRef"]["name"])
+            else:
+                key_ref, data = ref["configMapKeyRef"], self.config_map(ref["configMapKeyRef"]["name"])
+            if data is None or key_ref["key"] not in data:
+                if key_ref.get("optional"):
+                    continue
+                fail(f"{entry['name']}: {key_ref['name']}/{key_ref['key']} does not exist")
+            env[entry["name"]] = data[key_ref["key"]]
+        return env
+
+    def volume_args(self, pod, container):
+        args = []
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for mount in container.get("volumeMounts", []):
+            volume = volumes[mount["name"]]
+            if "emptyDir" in volume:
+                uid = pod["securityContext"].get("fsGroup", pod["securityContext"].get("runAsUser", 0))
+                args += ["--tmpfs", f"{mount['mountPath']}:uid={uid},gid={uid},mode=0770"]
+            elif "configMap" in volume:
+                data = self.config_map(volume["configMap"]["name"])
+                items = volume["configMap"].get("items") or [{"key": k, "path": k} for k in data]
+                root = self.files / volume["configMap"]["name"]
+                for item in items:
+                    path = root / item["path"]
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    for parent in [path.parent, *path.parent.parents]:
+                        if parent == self.files.parent:
+                            break
+                        parent.chmod(0o755)
+                    path.write_text(data[item["key"]])
+                    path.chmod(0o644)
+                args += ["-v", f"{root}:{mount['mountPath']}:ro"]
+            else:
+                fail(f"volume {mount['name']}: only emptyDir and configMap are run here")
+        return args
+
+    def start(self, deployment_suffix, aliases=()):
+        deployment = self.find("Deployment", deployment_suffix)
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        sec, pod_sec = container.get("securityContext", {}), pod.get("securityContext", {})
+        user = sec.get("runAsUser", pod_sec.get("runAsUser"))
+        group = sec.get("runAsGroup", pod_sec.get("runAsGroup", user))
+        name = f"{self.network}-{container['name']}"
+        args = ["run", "-d", "--name", name, "--label", self.label, "--network", self.network,
+                "--network-alias", container["name"]]
+        for alias in aliases:
+            args += ["--network-alias", alias]
+        if user is not None:
+            args += ["--user", f"{user}:{group}"]
+        if sec.get("readOnlyRootFilesystem"):
+            args.append("--read-only")
+        if "ALL" in sec.get("capabilities", {}).get("drop", []):
+            args += ["--cap-drop", "ALL"]
+        if sec.get("allowPrivilegeEscalation") is False:
+            args += ["--security-opt", "no-new-privileges"]
+        for key, value in self.env_of(container).items():
+            args += ["-e", f"{key}={value}"]
+        for port in container.get("ports", []):
+            args += ["-p", f"127.0.0.1::{port['containerPort']}"]
+        args += self.volume_args(pod, container)
+        command = container.get("command") or []
+        if command:
+            args += ["--entrypoint", command[0]]
+        args.append(container["image"])
+        args += command[1:] + container.get("args", [])
+        docker(*args)
+        self.containers[container["name"]] = name
+        return Started(self, name, container, pod)
+
+    def close(self):
+        for name in self.containers.values():
+            docker("rm", "-f", name, check=False)
+        docker("network", "rm", self.network, check=False)
+        subprocess.run(["rm", "-rf", str(self.files)])
+
+
+class Started:
+    """A running container and what its manifest says about it."""
+
+    def __init__(self, cluster, name, container, pod):
+        self.cluster, self.name, self.container, self.pod = cluster, name, container, pod
+
+    def host_port(self, port):
+        if isinstance(port, str):
+            port = next(p["containerPort"] for p in self.container["ports"] if p["name"] == port)
+        return int(docker("port", self.name, f"{port}/tcp").splitlines()[0].rsplit(":", 1)[1])
+
+    def probe(self, kind):
+        """One probe as the kubelet runs it: True when it succeeds."""
+        spec = self.container[kind]
+        if "httpGet" in spec:
+            url = f"http://127.0.0.1:{self.host_port(spec['httpGet']['port'])}{spec['httpGet']['path']}"
+            try:
+                with urllib.request.urlopen(url, timeout=spec.get("timeoutSeconds", 1)) as answer:
+                    return 200 <= answer.status < 400
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                return False
+        if "exec" in spec:
+            return subprocess.run(["docker", "exec", self.name, *spec["exec"]["command"]], capture_output=True).returncode == 0
+        if "tcpSocket" in spec:
+            try:
+                socket.create_connection(("127.0.0.1", self.host_port(spec["tcpSocket"]["port"])), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        fail(f"{kind}: unknown probe {spec}")
+
+    def wait_probes(self):
+        """startupProbe first (as the kubelet), then liveness and readiness."""
+        kinds = [k for k in ("startupProbe", "livenessProbe", "readinessProbe") if k in self.container]
+        for kind in kinds:
+            spec = self.container[kind]
+            budget = spec.get("periodSeconds", 10) * spec.get("failureThreshold", 3)
+            wait_for(f"{self.container['name']} {kind}", lambda: self.probe(kind) or self.exited(), timeout=max(budget, 5))
+            if self.exited():
+                fail(f"{self.name} exited: {docker('logs', '--tail', '30', self.name, check=False)}")
+        return kinds
+
+    def exited(self):
+        return docker("inspect", "-f", "{{.State.Running}}", self.name) != "true"
+
+    def stop_gracefully(self):
+        grace = self.pod["terminationGracePeriodSeconds"]
+        started = time.monotonic()
+        docker("stop", "-t", str(grace), self.name)
+        took = time.monotonic() - started
+        code = int(docker("inspect", "-f", "{{.State.ExitCode}}", self.name))
+        if code != 0:
+            fail(f"{self.name} exited {code} on SIGTERM: {docker('logs', '--tail', '20', self.name, check=False)}")
+        return took, grace
+
+
+def inbox_group(redis, stream, group):
+    """The consumer group's fields from XINFO GROUPS, as KEDA's redis-streams scaler
+    reads them (it takes `lag` of the group named consumerGroup); None without it."""
+    lines = docker("exec", redis, "redis-cli", "XINFO", "GROUPS", stream, check=False).splitlines()
+    groups = []
+    for key, value in zip(lines[0::2], lines[1::2]):
+        if key == "name":
+            groups.append({})
+        if groups:
+            groups[-1][key] = value
+    return next((g for g in groups if g.get("name") == group), None)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--manifests", required=True, type=pathlib.Path)
+    parser.add_argument("--label", required=True)
+    args = parser.parse_args()
+    cluster = Cluster(json.loads(args.manifests.read_text()), args.label)
+    docker("network", "create", "--label", args.label, cluster.network)
+    try:
+        run(cluster)
+    finally:
+        cluster.close()
+
+
+def run(cluster):
+    config = cluster.find("ConfigMap", "chat-gateway")["data"]
+    gateway_image = cluster.find("Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]["image"]
+    redis_service = cluster.find("Service", "-redis")["metadata"]["name"]
+    scaled = cluster.find("ScaledObject")
+    trigger = scaled["spec"]["triggers"][0]["metadata"]
+
+    redis = cluster.start("-redis", aliases=[redis_service])
+    print(f"chart run: redis probes {redis.wait_probes()} answered")
+    # The LLM the run case points at (llm.baseUrl http://mock-llm:8090/v1): not part of the chart.
+    docker("run", "-d", "--name", f"{cluster.network}-mock-llm", "--label", cluster.label, "--network", cluster.network,
+           "--network-alias", "mock-llm", "--read-only", "--user", "65532:65532", "--entrypoint", "/usr/local/bin/mock-llm",
+           gateway_image, "--host", "0.0.0.0", "--port", "8090", "--token-delay-ms", "5")
+    cluster.containers["mock-llm"] = f"{cluster.network}-mock-llm"
+
+    gateway = cluster.start("-gateway")
+    print(f"chart run: gateway probes {gateway.wait_probes()} answered (user {docker('exec', gateway.name, 'id', '-u')}, read-only root)")
+    if subprocess.run(["docker", "exec", gateway.name, "touch", "/x"], capture_output=True).returncode == 0:
+        fail("the gateway's root filesystem is writable")
+    agent_path = next(e["value"] for e in gateway.container["env"] if e["name"] == "AGENT_FILE")
+    agent_config = cluster.config_map(cluster.find("ConfigMap", "-agent")["metadata"]["name"])
+    if docker("exec", gateway.name, "cat", agent_path) != agent_config["agent.yaml"].rstrip("\n"):
+        fail("the mounted agent file differs from the ConfigMap")
+    kb = docker("exec", gateway.name, "cat", str(pathlib.Path(agent_path).parent / "kb/hours.md"))
+    if kb != agent_config["kb-hours.md"].rstrip("\n"):
+        fail("the mounted knowledge-base document differs from the ConfigMap")
+    health = json.load(urllib.request.urlopen(f"http://127.0.0.1:{gateway.host_port('http')}/health"))
+    supports_agent_file = "AGENT_FILE" in docker("run", "--rm", "--entrypoint", "/usr/local/bin/gateway", gateway_image, "--help")
+    if supports_agent_file and health["agent"] != "Chart Agent":
+        fail(f"/health names agent {health['agent']!r}, not the mounted agent file's")
+    print(f"chart run: agent file mounted read-only at {agent_path}; /health agent {health['agent']!r}"
+          + ("" if supports_agent_file else " (this gateway build has no AGENT_FILE setting yet)"))
+
+    # 2. The KEDA metric, before any worker ever ran.
+    stream, group = trigger["stream"], trigger["consumerGroup"]
+    if stream != f"{config['KEY_PREFIX']}:inbox":
+        fail(f"trigger stream {stream} is not the inbox of KEY_PREFIX {config['KEY_PREFIX']}")
+    info = inbox_group(redis.name, stream, group)
+    if info is None:
+        fail(f"no group {group} on {stream} before the first worker: KEDA could not scale from zero")
+    lags = [int(info["lag"])]
+    sockets, stack = [], contextlib.ExitStack()
+    ws_base = f"ws://127.0.0.1:{gateway.host_port('http')}"
+    for n in range(1, WAITING_SESSIONS + 1):
+        sock = stack.enter_context(connect(f"{ws_base}/ws/keda-{n}-{time.time_ns()}", open_timeout=10))
+        sock.send(json.dumps({"message": f"waiting question {n}"}))
+        sockets.append(sock)
+        lags.append(int(wait_for(f"lag {n}", lambda: (g := inbox_group(redis.name, stream, group)) and int(g["lag"]) == n and g["lag"])))
+    wanted = -(-lags[-1] // int(trigger["lagCount"]))
+    print(f"chart run: lag of {stream}/{group} with no worker, one session more each time: {lags}"
+          f" (KEDA: active above {trigger['activationLagCount']}, wants {wanted} workers at lagCount {trigger['lagCount']})")
+
+    worker = cluster.start("-worker")
+    print(f"chart run: worker probes {worker.wait_probes()} answered")
+    wait_for("lag back to 0", lambda: int(inbox_group(redis.name, stream, group)["lag"]) == 0, timeout=30)
+    for n, sock in enumerate(sockets, 1):
+        frames = []
+        while not any(f.get("type") == "assistant" for f in frames):
+            frames.append(json.loads(sock.recv(timeout=30)))
+        answer = next(f["message"] for f in frames if f["type"] == "assistant")
+        if not answer.startswith(f'Reply 1 to "waiting question {n}"'):
+            fail(f"session {n} got {answer!r}")
+    stack.close()
+    after = inbox_group(redis.name, stream, group)
+    wait_for("pending back to 0", lambda: int(inbox_group(redis.name, stream, group)["pending"]) == 0, timeout=30)
+    print(f"chart run: the worker answered all {WAITING_SESSIONS} waiting sessions; lag {after['lag']}, pending 0")
+
+    # 3. A chat through the rendered containers, with the seed's own client.
+    base = f"http://127.0.0.1:{gateway.host_port('http')}"
+    chat = subprocess.run(["node", str(ROOT / "tests/seeds/run-streaming.js"), base, "What are your blood test hours?",
+                           "What about Saturday?"], capture_output=True, text=True, timeout=120)
+    if chat.returncode != 0:
+        fail(f"seed 004 client: {chat.stderr[-2000:]}")
+    result = json.loads(chat.stdout.removeprefix("RESULT "))
+    first, second = result["responses"]
+    if not (first.startswith('Reply 1 to "What are your blood test hours?"')
+            and second.startswith('Reply 2 to "What about Saturday?" after 1 earlier user and 1 assistant messages.')):
+        fail(f"seed 004 client got {result['responses']}")
+    print("chart run: the seed 004 client chatted through the rendered gateway and worker")
+
+    # 4. SIGTERM within the pods' grace periods.
+    for started in (gateway, worker):
+        took, grace = started.stop_gracefully()
+        print(f"chart run: {started.container['name']} stopped on SIGTERM in {took:.1f} s (grace period {grace} s), exit 0")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
