@@ -47,7 +47,11 @@ COPY target/${PROFILE_DIR}/gateway target/${PROFILE_DIR}/worker target/${PROFILE
 # The source build.
 FROM ${RUST_IMAGE} AS builder
 WORKDIR /src
-COPY . .
+COPY Cargo.toml Cargo.lock ./
+COPY shared shared
+COPY gateway gateway
+COPY worker worker
+COPY loadtest loadtest
 RUN cargo build --release --locked --bin gateway --bin worker --bin mock-llm \
     && mkdir -p /out \
     && cp target/release/gateway target/release/worker target/release/mock-llm /out/

@@ -88,10 +88,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-if ! "$venv/bin/python" -c 'import helm_python, kubernetes_validate, yamllint, yaml, websockets' 2>/dev/null; then
-  step "installing helm-python-sdk, kubernetes-validate, yamllint, pyyaml, websockets into $venv"
+if ! "$venv/bin/python" -c 'import helm_python, kubernetes_validate, yamllint, yaml, websockets, prometheus_client' 2>/dev/null; then
+  step "installing helm-python-sdk, kubernetes-validate, yamllint, pyyaml, websockets, prometheus-client into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check helm-python-sdk kubernetes-validate yamllint pyyaml websockets
+  "$venv/bin/pip" install -q --disable-pip-version-check helm-python-sdk kubernetes-validate yamllint pyyaml websockets prometheus-client
 fi
 export PATH="$venv/bin:$PATH"
 for dir in tests/seeds tests/deploy; do
@@ -151,6 +151,7 @@ signal=$(docker image inspect -f '{{.Config.StopSignal}}' "$image")
 yamllint -s -c .yamllint.yml docker-compose.yml deploy/
 lb_port="$(free_port)"
 compose --profile observability config -q
+CHAT_ENV_FILE=deploy/observability.env compose --profile observability config -q
 step "docker-compose up (load balancer on 127.0.0.1:$lb_port)"
 compose_up=1
 compose up -d --no-build >"$work/compose-up.log" 2>&1 || { cat "$work/compose-up.log" >&2; exit 1; }

@@ -65,6 +65,7 @@ CASES = {
     "run": {"agent": AGENT, "agentDocuments": {"hours.md": "Blood tests: 7:00-10:00."},
             "llm": {"baseUrl": "http://mock-llm:8090/v1", "model": "mock-model"},
             "worker": {"keda": {"enabled": True, "lagCount": 2}},
+            "serviceMonitor": {"enabled": True},
             "env": {"WORKER_CLAIM_LEASE_MS": 30000}},
 }
 

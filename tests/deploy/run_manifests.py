@@ -17,7 +17,8 @@ Docker network where each Service name resolves (network aliases). Then:
    redis-streams scaler reads it (`XINFO GROUPS`, field `lag`), rises by one with each
    waiting session; the worker starts (scale from zero), the lag returns to 0 and every
    waiting session is answered;
-3. the seed 004 client chats through the gateway;
+3. the seed 004 client chats through the gateway; what each ServiceMonitor would
+   scrape (/metrics through the Service's port) parses as Prometheus text;
 4. `docker stop` with the pod's terminationGracePeriodSeconds: both drain and exit 0.
 
 Every container and the network carry --label and are removed at the end.
@@ -35,6 +36,7 @@ import time
 import urllib.error
 import urllib.request
 
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -336,6 +338,23 @@ def run(cluster):
             and second.startswith('Reply 2 to "What about Saturday?" after 1 earlier user and 1 assistant messages.')):
         fail(f"seed 004 client got {result['responses']}")
     print("chart run: the seed 004 client chatted through the rendered gateway and worker")
+
+    # 3b. What each ServiceMonitor scrapes: Service port -> container port -> path.
+    started_by_component = {"gateway": gateway, "worker": worker}
+    for monitor in [o for o in cluster.objects if o["kind"] == "ServiceMonitor"]:
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        (service,) = [o for o in cluster.objects if o["kind"] == "Service"
+                      and selector.items() <= o["metadata"]["labels"].items()]
+        for endpoint in monitor["spec"]["endpoints"]:
+            (port,) = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+            target = started_by_component[service["spec"]["selector"]["app.kubernetes.io/component"]]
+            url = f"http://127.0.0.1:{target.host_port(port['targetPort'])}{endpoint['path']}"
+            text = urllib.request.urlopen(url, timeout=5).read().decode()
+            families = [f.name for f in text_string_to_metric_families(text) if f.name.startswith("chat_")]
+            if not families:
+                fail(f"{monitor['metadata']['name']}: {url} has no chat_ metrics")
+            print(f"chart run: {monitor['metadata']['name']} scrapes {endpoint['path']} on Service port "
+                  f"{port['name']}: {len(families)} chat_ families parsed by prometheus_client")
 
     # 4. SIGTERM within the pods' grace periods.
     for started in (gateway, worker):
