@@ -7,7 +7,14 @@
 //! refused before any key is touched); `exp` is a *required* claim unless configured
 //! off; `nbf` is checked; `iss` and `aud`, when configured, are required claims too
 //! (the library otherwise lets a token without them pass); leeway is small.
+//!
+//! `exp` is read and checked here (`expiry`), in milliseconds, not by the library: it
+//! reads only integer seconds, and the socket deadline must come from the same value
+//! the check used. A header with `crit` is refused: this server implements no JWS
+//! extension, and RFC 7515 §4.1.11 says a token naming one it does not understand is
+//! invalid (the library ignores `crit`).
 
+use super::expiry;
 use super::jwks::Jwks;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -44,6 +51,10 @@ pub enum AuthError {
     MissingClaim(String),
     #[error("the token carries no usable user id in its {0:?} claim")]
     NoUser(String),
+    #[error("the token's {0:?} claim is not a number of seconds")]
+    InvalidClaim(String),
+    #[error("the token requires header extensions (crit) this server does not support")]
+    UnsupportedCritical,
 }
 
 impl AuthError {
@@ -72,8 +83,9 @@ impl AuthError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub user: UserId,
-    /// The token's `exp` (epoch seconds), when it has one.
-    pub expires_at: Option<u64>,
+    /// The token's `exp` in epoch milliseconds (fractions of a second kept), when it
+    /// has one.
+    pub expires_at_ms: Option<u64>,
 }
 
 /// Where verification keys come from.
@@ -90,6 +102,7 @@ pub struct Verifier {
     keys: KeySource,
     validation: Validation,
     user_claim: String,
+    require_exp: bool,
     leeway_secs: u64,
     max_user_chars: usize,
 }
@@ -118,13 +131,11 @@ impl Verifier {
         let mut validation = Validation::new(algorithm);
         validation.algorithms = vec![algorithm];
         validation.leeway = leeway_secs;
-        // `exp` is checked whenever present; required unless configured off.
-        validation.validate_exp = true;
+        // `exp` is checked whenever present, required unless configured off, and both
+        // are done in `verify` (`expiry`), not by the library.
+        validation.validate_exp = false;
         validation.validate_nbf = true;
         let mut required = Vec::new();
-        if require_exp {
-            required.push("exp");
-        }
         if !issuers.is_empty() {
             validation.set_issuer(&issuers);
             required.push("iss");
@@ -142,6 +153,7 @@ impl Verifier {
             keys,
             validation,
             user_claim,
+            require_exp,
             leeway_secs,
             max_user_chars,
         }
@@ -167,6 +179,9 @@ impl Verifier {
         if header.alg != self.algorithm {
             return Err(AuthError::WrongAlgorithm);
         }
+        if header.crit.is_some() {
+            return Err(AuthError::UnsupportedCritical);
+        }
         let claims = match &self.keys {
             KeySource::Static(key) => self.decode(token, key)?,
             KeySource::Jwks(jwks) => {
@@ -176,9 +191,22 @@ impl Verifier {
                 self.decode(token, &key)?
             }
         };
+        let expires_at_ms = expiry::expiry_ms(&claims)?;
+        match expires_at_ms {
+            None if self.require_exp => return Err(AuthError::MissingClaim("exp".into())),
+            Some(exp) => {
+                let now = u64::try_from(shared::clock::now_millis()).unwrap_or(0);
+                if exp.saturating_add(self.leeway_secs.saturating_mul(1000)) <= now {
+                    return Err(AuthError::Expired);
+                }
+            }
+            None => {}
+        }
         let user = self.user_of(&claims)?;
-        let expires_at = claims.get("exp").and_then(Value::as_u64);
-        Ok(Identity { user, expires_at })
+        Ok(Identity {
+            user,
+            expires_at_ms,
+        })
     }
 
     fn decode(&self, token: &str, key: &DecodingKey) -> Result<Map<String, Value>, AuthError> {
@@ -194,6 +222,7 @@ impl Verifier {
                 ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
                 ErrorKind::InvalidAudience => AuthError::WrongAudience,
                 ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim),
+                ErrorKind::InvalidClaimFormat(claim) => AuthError::InvalidClaim(claim),
                 _ => AuthError::Malformed,
             })
     }
@@ -255,7 +284,7 @@ mod tests {
             .verify(&sign(json!({"sub": "alice", "exp": exp})))
             .unwrap();
         assert_eq!(identity.user, UserId::new("alice"));
-        assert_eq!(identity.expires_at, Some(exp));
+        assert_eq!(identity.expires_at_ms, Some(exp * 1000));
     }
 
     #[test]
@@ -366,6 +395,59 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn exp_of_any_numeric_shape_is_checked_to_the_millisecond() {
+        let v = verifier(&[], &[], true);
+        let now_ms = jsonwebtoken::get_current_timestamp() * 1000;
+        let fractional = (now_ms + 60_500) as f64 / 1000.0;
+        let identity = v
+            .verify(&sign(json!({"sub": "a", "exp": fractional})))
+            .unwrap();
+        let exp = identity.expires_at_ms.unwrap();
+        assert!(exp.abs_diff(now_ms + 60_500) <= 1, "{exp}");
+        // Past by more than the leeway, with a fraction: expired.
+        let past = (now_ms - 5_500) as f64 / 1000.0;
+        assert_eq!(
+            v.verify(&sign(json!({"sub": "a", "exp": past}))),
+            Err(AuthError::Expired)
+        );
+        let huge = v
+            .verify(&sign(json!({"sub": "a", "exp": u64::MAX})))
+            .unwrap();
+        assert_eq!(huge.expires_at_ms, Some(u64::MAX));
+        assert!(v.verify(&sign(json!({"sub": "a", "exp": 1e300}))).is_ok());
+        // Refused, by the library's parse (it trips over some shapes) or by ours.
+        for bad in [
+            json!("9999999999"),
+            json!([now() + 60]),
+            json!(null),
+            json!({}),
+        ] {
+            let refused = v.verify(&sign(json!({"sub": "a", "exp": bad.clone()})));
+            assert!(
+                matches!(
+                    refused,
+                    Err(AuthError::InvalidClaim(_) | AuthError::Malformed)
+                ),
+                "{bad}: {refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_crit_header_is_refused() {
+        let v = verifier(&[], &[], true);
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(vec!["urn:example:unknown".into()]);
+        let token = encode(
+            &header,
+            &json!({"sub": "a", "exp": now() + 60}),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(v.verify(&token), Err(AuthError::UnsupportedCritical));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //!
 //! - [`settings`]: the `JWT_*` settings and their start-up check.
 //! - [`jwt`]: the verifier (pinned algorithm, required claims, user claim).
+//! - [`expiry`]: the token's `exp`, in every shape a NumericDate can take.
 //! - [`jwks`]: keys from a JWKS file, by `kid`, reloaded when the file changes.
 //! - [`caller`]: the middleware that reads and verifies the token once per request,
 //!   the 401 for REST, the [`caller::Caller`] handlers take and the ownership rule.
@@ -11,6 +12,7 @@
 //! `ws::token`.
 
 pub mod caller;
+pub mod expiry;
 pub mod jwks;
 pub mod jwt;
 pub mod settings;

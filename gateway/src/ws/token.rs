@@ -65,11 +65,21 @@ impl SocketAuth {
     }
 }
 
-fn deadline_of(identity: &Identity, leeway_secs: u64) -> Option<Instant> {
-    let exp = identity.expires_at?;
-    let now = u64::try_from(clock::now_millis()).unwrap_or(0) / 1000;
-    let left = exp.saturating_add(leeway_secs).saturating_sub(now);
-    Some(Instant::now() + Duration::from_secs(left))
+/// Longest a socket deadline is set ahead: a token valid for centuries (or
+/// `exp: 18446744073709551615`) still gets a deadline, one an `Instant` can hold.
+const MAX_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// When the socket of this token must close: `exp` plus leeway, to the millisecond;
+/// `None` only for a token without `exp` (allowed by `JWT_REQUIRE_EXP=false`).
+pub fn deadline_of(identity: &Identity, leeway_secs: u64) -> Option<Instant> {
+    let exp_ms = identity.expires_at_ms?;
+    let now_ms = u64::try_from(clock::now_millis()).unwrap_or(0);
+    let left_ms = exp_ms
+        .saturating_add(leeway_secs.saturating_mul(1000))
+        .saturating_sub(now_ms);
+    let left = Duration::from_millis(left_ms).min(MAX_DEADLINE);
+    let now = Instant::now();
+    Some(now.checked_add(left).unwrap_or(now))
 }
 
 /// Resolves when the token expires; never without a deadline.
@@ -91,4 +101,29 @@ pub fn authenticated(session_id: &SessionId) -> StreamEvent {
         last_seq: None,
         recovered: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(expires_at_ms: Option<u64>) -> Identity {
+        Identity {
+            user: UserId::new("a"),
+            expires_at_ms,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_exp_gives_a_deadline_an_instant_can_hold() {
+        let now_ms = u64::try_from(clock::now_millis()).unwrap();
+        for exp in [0, now_ms + 2_500, u64::MAX] {
+            let deadline = deadline_of(&identity(Some(exp)), u64::MAX).expect("a deadline");
+            assert!(deadline <= Instant::now() + MAX_DEADLINE);
+        }
+        let soon = deadline_of(&identity(Some(now_ms + 2_500)), 0).unwrap();
+        let left = soon - Instant::now();
+        assert!(left > Duration::from_millis(2_000) && left <= Duration::from_millis(2_500));
+        assert_eq!(deadline_of(&identity(None), 0), None);
+    }
 }

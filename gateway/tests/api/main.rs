@@ -8,6 +8,7 @@ mod multi_instance;
 mod recovery;
 mod rest;
 mod security_canary;
+mod security_claims;
 mod security_jwt;
 mod security_limits;
 mod security_ownership;

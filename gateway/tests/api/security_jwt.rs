@@ -475,6 +475,134 @@ async fn socket_refreshed_in_band_stays_open() {
     assert!(events.iter().any(|e| e["type"] == "complete"), "{events:?}");
 }
 
+/// Milliseconds since the epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Issue 10, item 2: a fractional `exp` (a valid NumericDate) once switched socket
+/// expiry off. It is accepted on REST and the socket, and the socket closes with 4401
+/// at that exact time, also when it arrives in band; nothing else changes.
+#[tokio::test]
+async fn a_fractional_exp_closes_the_socket_4401_at_its_time() {
+    let env = auth_env(|s| s.auth.jwt_leeway_secs = 0).await;
+    let gw = env.gw();
+    let id = create_as(gw, &token("alice")).await;
+    let before = live_sessions(gw).await;
+    let fractional = |after_ms: u64| {
+        let exp = (now_ms() + after_ms) as f64 / 1000.0 + 0.000_5;
+        assert!(exp.fract() != 0.0);
+        hs256(&json!({"sub": "alice", "exp": exp}))
+    };
+
+    // Opened with it: REST accepts it, and the socket lives until exp, not longer.
+    let short = fractional(2_500);
+    assert_eq!(get(gw, INFO, Some(&short)).await.status, 404, "accepted");
+    let opened = std::time::Instant::now();
+    let mut socket = open_as(gw, &id, &short).await;
+    still_open(&mut socket).await;
+    assert_refused(&mut socket, "unauthorized", 4401).await;
+    let lived = opened.elapsed();
+    assert!(
+        lived >= std::time::Duration::from_millis(2_000)
+            && lived <= std::time::Duration::from_millis(4_000),
+        "closed at the fractional exp, ~2.5 s: {lived:?}"
+    );
+
+    // Refreshed in band to it: a socket with a long token gets the short deadline.
+    let mut socket = open_as(gw, &id, &token("alice")).await;
+    let refreshed = std::time::Instant::now();
+    socket
+        .send_json(&json!({"type": "auth", "token": fractional(2_500)}))
+        .await;
+    assert_eq!(socket.recv().await["status"], "authenticated");
+    assert_refused(&mut socket, "unauthorized", 4401).await;
+    assert!(refreshed.elapsed() <= std::time::Duration::from_millis(4_000));
+
+    // A fractional exp already past is refused like any expired token.
+    let past = hs256(&json!({"sub": "alice", "exp": (now_ms() - 1_500) as f64 / 1000.0}));
+    rest_refuses(&env, Some(&past)).await;
+    assert_eq!(live_sessions(gw).await, before, "nothing else changed");
+    assert_eq!(count_as(gw, &id, &token("alice")).await, 0);
+}
+
+/// Issue 10, item 3: `exp: 18446744073709551615` (and floats past it) once overflowed
+/// the socket task's deadline (a panic, close 1006). Such a token is a token valid for
+/// a very long time: REST and the socket work, and the socket answers.
+#[tokio::test]
+async fn a_huge_exp_neither_panics_nor_breaks_the_socket() {
+    let env = auth_env(|s| s.auth.jwt_leeway_secs = 0).await;
+    let gw = env.gw();
+    let id = create_as(gw, &token("alice")).await;
+    let huge: Vec<String> = vec![
+        hs256(&json!({"sub": "alice", "exp": u64::MAX})),
+        hs256(&json!({"sub": "alice", "exp": 1e300})),
+        // 2^64: no u64 holds it; serde_json reads it as a float.
+        hs256(&serde_json::from_str(r#"{"sub": "alice", "exp": 18446744073709551616}"#).unwrap()),
+    ];
+    for (i, token) in huge.iter().enumerate() {
+        assert_eq!(
+            get(gw, &format!("/api/session/{id}/info"), Some(token))
+                .await
+                .status,
+            200
+        );
+        let mut socket = open_as(gw, &id, token).await;
+        socket
+            .send_json(&json!({"type": "auth", "token": token}))
+            .await;
+        assert_eq!(socket.recv().await["status"], "authenticated");
+        socket.send_message(&format!("still here {i}")).await;
+        let events = socket.until_ready().await;
+        assert!(events.iter().any(|e| e["type"] == "complete"), "{events:?}");
+        still_open(&mut socket).await;
+    }
+    assert_eq!(count_as(gw, &id, &token("alice")).await, 6);
+}
+
+/// Issue 10, item 6: a header whose `crit` names an extension this server does not
+/// implement is refused (RFC 7515 §4.1.11), on REST and the socket.
+#[tokio::test]
+async fn a_crit_header_with_an_unknown_extension_is_refused() {
+    let env = auth_env(|_| {}).await;
+    let gw = env.gw();
+    let id = create_as(gw, &token("alice")).await;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.crit = Some(vec!["urn:example:must-understand".into()]);
+    let critical = jsonwebtoken::encode(
+        &header,
+        &claims("alice"),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    rest_refuses(&env, Some(&critical)).await;
+    let answer = get(gw, &format!("/api/session/{id}/info"), Some(&critical)).await;
+    answer.assert_error(401, "unauthorized");
+    assert!(
+        answer.body["message"].as_str().unwrap().contains("crit"),
+        "{}",
+        answer.body
+    );
+    assert_socket_refused(
+        gw,
+        &format!("/ws/{id}?token={critical}"),
+        "unauthorized",
+        4401,
+    )
+    .await;
+    // In band too: the socket keeps its good token and stays.
+    let mut socket = open_as(gw, &id, &token("alice")).await;
+    socket
+        .send_json(&json!({"type": "auth", "token": critical}))
+        .await;
+    assert_eq!(socket.recv().await["code"], "unauthorized");
+    still_open(&mut socket).await;
+    assert_eq!(count_as(gw, &id, &token("alice")).await, 0);
+}
+
 #[tokio::test]
 async fn with_auth_off_tokens_are_ignored_and_auth_frames_answered() {
     let env = TestEnv::builder(Mode::Embedded).start().await;
