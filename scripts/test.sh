@@ -13,12 +13,26 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)
+# Python with venv, for the third-party OpenAI-compatible server below.
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# llmock (PyPI), a third-party OpenAI-compatible server the worker is tested against
+# (gateway/tests/api/llm_compat.rs finds it through LLMOCK_BIN or PATH, and fails
+# without it). Installed once into a venv under target/.
+if ! command -v llmock >/dev/null; then
+  tools="$PWD/target/pytools"
+  if [ ! -x "$tools/bin/llmock" ]; then
+    python3 -m venv "$tools"
+    "$tools/bin/pip" install -q --disable-pip-version-check llmock==0.2.2
+  fi
+  export LLMOCK_BIN="$tools/bin/llmock"
 fi
 
 for dir in tests/seeds tests/browser; do

@@ -9,7 +9,7 @@
 //! one started too often is dead-lettered and answered with an `error`.
 
 use crate::cancel::CancelRegistry;
-use crate::llm::{Llm, LlmError};
+use crate::llm::{Llm, LlmError, LlmEvent};
 use crate::prompt::{self, PromptMessage};
 use crate::settings::{ConsumerSettings, LlmSettings};
 use futures_util::StreamExt;
@@ -329,7 +329,9 @@ impl Answerer {
                         let mut failure = None;
                         for item in items {
                             match item {
-                                Ok(text) => add_token(&mut pending, text, coalesce.is_zero()),
+                                Ok(LlmEvent::Text(text)) => add_token(&mut pending, text, coalesce.is_zero()),
+                                // Tools are not offered here, so the ending adds nothing.
+                                Ok(LlmEvent::End(_)) => {}
                                 Err(error) => {
                                     failure = Some(error);
                                     break;

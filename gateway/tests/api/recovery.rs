@@ -166,6 +166,8 @@ async fn llm_failures_end_in_exactly_one_error(mode: Mode) {
         ("[mock:status=500]", "llm_error"),
         ("[mock:status=429 quota]", "llm_error"),
         ("[mock:status=400]", "llm_error"),
+        ("[mock:deviate=error_event]", "llm_error"),
+        ("[mock:status=400 deviate=flat_error]", "llm_error"),
         ("[mock:hang]", "llm_timeout"),
     ] {
         socket
@@ -186,7 +188,7 @@ async fn llm_failures_end_in_exactly_one_error(mode: Mode) {
     socket.send_message("now answer").await;
     let events = socket.until_ready().await;
     assert!(events.iter().any(|e| e["type"] == "complete"));
-    assert_eq!(gw.message_count(&id).await, 6);
+    assert_eq!(gw.message_count(&id).await, 8);
 }
 
 async fn a_cut_stream_is_restarted_then_reported(mode: Mode) {

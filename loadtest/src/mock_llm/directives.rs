@@ -10,6 +10,8 @@
 
 use std::ops::Range;
 
+use super::deviation::{Deviation, Deviations};
+
 /// Opens a directive tag.
 const OPEN: &str = "[mock:";
 
@@ -33,6 +35,9 @@ pub(crate) struct Directives {
     pub first_ms: Option<u64>,
     /// `tool=NAME` (repeatable): answer with calls to these tools, in order.
     pub tools: Vec<String>,
+    /// `deviate=NAME` (repeatable): answer in a shape that differs from the
+    /// specification the way some real servers do (see [`Deviation`]).
+    pub deviations: Deviations,
 }
 
 impl Directives {
@@ -67,6 +72,10 @@ impl Directives {
             ("slow", Some(v)) => self.slow_ms = number(item, v),
             ("first", Some(v)) => self.first_ms = number(item, v),
             ("tool", Some(name)) if !name.is_empty() => self.tools.push(name.to_owned()),
+            ("deviate", Some(name)) => match Deviation::from_name(name) {
+                Some(deviation) => self.deviations.add(deviation),
+                None => tracing::warn!(item, "ignoring unknown mock deviation"),
+            },
             _ => tracing::warn!(item, "ignoring unknown mock directive"),
         }
     }
@@ -127,8 +136,12 @@ mod tests {
     fn reads_each_directive() {
         let d = Directives::parse(
             "[mock:status=429 retry_after=3 quota] hi [mock:hang][mock:cut=2] \
-             [mock:slow=15][mock:first=40][mock:tool=search][mock:tool=weather]",
+             [mock:slow=15][mock:first=40][mock:tool=search][mock:tool=weather] \
+             [mock:deviate=crlf deviate=bare deviate=crlf]",
         );
+        let mut deviations = Deviations::default();
+        deviations.add(Deviation::Crlf);
+        deviations.add(Deviation::Bare);
         assert_eq!(
             d,
             Directives {
@@ -140,13 +153,14 @@ mod tests {
                 slow_ms: Some(15),
                 first_ms: Some(40),
                 tools: vec!["search".into(), "weather".into()],
+                deviations,
             }
         );
     }
 
     #[test]
     fn bad_values_and_unknown_keys_are_ignored() {
-        let d = Directives::parse("[mock:status=abc cut=-1 status=42 bogus tool=]");
+        let d = Directives::parse("[mock:status=abc cut=-1 status=42 bogus tool= deviate=odd]");
         assert!(d.is_empty(), "{d:?}");
     }
 

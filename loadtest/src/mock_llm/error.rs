@@ -15,6 +15,8 @@ pub(crate) struct ApiError {
     kind: &'static str,
     code: Option<&'static str>,
     retry_after: Option<u64>,
+    /// Body `{"error": "<message>"}` instead of an error object, as some proxies send.
+    flat: bool,
 }
 
 impl ApiError {
@@ -26,7 +28,13 @@ impl ApiError {
             kind: "invalid_request_error",
             code: None,
             retry_after: None,
+            flat: false,
         }
+    }
+
+    /// The same error with a flat body (`{"error": "<message>"}`) when `flat`.
+    pub(crate) fn flat(self, flat: bool) -> Self {
+        Self { flat, ..self }
     }
 
     /// A body axum refused before parsing (too large, unreadable), with its status.
@@ -89,6 +97,7 @@ impl ApiError {
             kind,
             code,
             retry_after,
+            flat: false,
         }
     }
 
@@ -100,18 +109,23 @@ impl ApiError {
             kind: "server_error",
             code: None,
             retry_after: None,
+            flat: false,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": {
-            "message": self.message,
-            "type": self.kind,
-            "param": null,
-            "code": self.code,
-        }}));
+        let body = if self.flat {
+            Json(json!({"error": self.message}))
+        } else {
+            Json(json!({"error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": null,
+                "code": self.code,
+            }}))
+        };
         let mut response = (self.status, body).into_response();
         if let Some(secs) = self.retry_after {
             response

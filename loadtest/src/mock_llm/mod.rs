@@ -16,6 +16,7 @@
 //! | `[mock:cut=N]` | streams N content deltas, then drops the connection |
 //! | `[mock:slow=MS]`, `[mock:first=MS]` | per-token / first-token delay for this request |
 //! | `[mock:tool=NAME]` (repeatable) | calls tool NAME with `{"query": "<message>"}`, if the request has `tools` and no tool result follows the message |
+//! | `[mock:deviate=NAME]` (repeatable) | answers in a shape real servers use but the specification does not: `bare` (no `id`/`object`/`created`/`model`), `empty_finish` (`finish_reason: ""`), `empty_usage` (`usage: {}`), `usage_chunk` (a last usage-only chunk), `reasoning` (`reasoning_content` deltas), `comments` (SSE comments and pings), `crlf`, `no_done` (no `[DONE]`), `no_index` (tool calls without `index`), `error_event` (an error event mid-stream), `flat_error` (an error body `{"error":"text"}`) |
 //!
 //! Mind that async-openai retries 429 and 5xx answers up to three times, honouring
 //! `retry-after` (else 100, 200, 400 ms): a directive in the message hits every
@@ -29,6 +30,7 @@
 //! - `conversation`: reading the `messages` array.
 //! - `reply`: the deterministic text and its tokens.
 //! - `directives`: the `[mock:...]` tags.
+//! - `deviation`: the off-specification shapes of `[mock:deviate=..]`.
 //! - `answer`: text or tool calls, as deltas or as one message.
 //! - `wire`: OpenAI request, chunk, completion and model shapes.
 //! - `error`: OpenAI error answers.
@@ -38,6 +40,7 @@
 
 mod answer;
 mod conversation;
+mod deviation;
 mod directives;
 mod error;
 mod handle;

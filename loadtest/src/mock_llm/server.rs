@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 
 use super::answer::{Answer, ToolCall};
 use super::conversation;
+use super::deviation::Deviation;
 use super::directives::Directives;
 use super::error::ApiError;
 use super::reply::{last_user_query, reply_tokens};
@@ -109,6 +110,7 @@ async fn chat_completions(
     if let Some(status) = directives.status {
         state.count_fault();
         return ApiError::injected(status, directives.retry_after, directives.quota)
+            .flat(directives.deviations.has(Deviation::FlatError))
             .into_response();
     }
     if directives.hang {
@@ -159,6 +161,7 @@ async fn respond(
             first_delay,
             token_delay,
             cut: directives.cut,
+            deviations: directives.deviations.clone(),
         };
         return sse::response(plan, state.shutdown());
     }

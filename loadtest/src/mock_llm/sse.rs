@@ -24,6 +24,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::answer::Answer;
+use super::deviation::{self, Deviation, Deviations};
 use super::state::Shutdown;
 use super::wire::{Envelope, Usage};
 
@@ -44,6 +45,8 @@ pub(crate) struct StreamPlan {
     pub token_delay: Duration,
     /// Drop the connection after this many content deltas.
     pub cut: Option<usize>,
+    /// How the answer's shape departs from the specification.
+    pub deviations: Deviations,
 }
 
 type Frame = Result<Bytes, io::Error>;
@@ -73,21 +76,38 @@ pub(crate) fn broken_response() -> Response {
 
 async fn produce(plan: StreamPlan, mut out: Sender) {
     let envelope = &plan.envelope;
-    if !out
-        .send(event(&envelope.chunk(plan.answer.role_delta(), None)))
-        .await
+    let shape = &plan.deviations;
+    let chunk = |delta: Value, finish: Option<&str>| {
+        shape.event(&shape.chunk(envelope.chunk(delta, finish)))
+    };
+    if !out.send_text(shape.filler()).await
+        || !out.send_text(chunk(plan.answer.role_delta(), None)).await
     {
         return;
     }
+    if shape.has(Deviation::Reasoning) {
+        for delta in deviation::reasoning_deltas() {
+            if !out.send_text(chunk(delta, None)).await {
+                return;
+            }
+        }
+    }
     let deltas = plan.answer.deltas();
     let limit = plan.cut.unwrap_or(usize::MAX);
+    let error_after = shape.has(Deviation::ErrorEvent).then_some(2);
     for (i, delta) in deltas.into_iter().take(limit).enumerate() {
+        if error_after == Some(i) {
+            break;
+        }
         let delay = if i == 0 {
             plan.first_delay
         } else {
             plan.token_delay
         };
-        if !out.pause(delay).await || !out.send(event(&envelope.chunk(delta, None))).await {
+        if !out.pause(delay).await
+            || !out.send_text(chunk(delta, None)).await
+            || !out.send_text(shape.filler()).await
+        {
             return;
         }
     }
@@ -96,19 +116,37 @@ async fn produce(plan: StreamPlan, mut out: Sender) {
         let _ = out.tx.send(Err(cut_error())).await;
         return;
     }
-    let finish = serde_json::json!({});
+    if error_after.is_some() {
+        // The provider failed mid-answer and said so in the stream, then closed it.
+        out.send_text(shape.event(&deviation::error_event())).await;
+        return;
+    }
     if !out
-        .send(event(
-            &envelope.chunk(finish, Some(plan.answer.finish_reason())),
+        .send_text(chunk(
+            serde_json::json!({}),
+            Some(plan.answer.finish_reason()),
         ))
         .await
     {
         return;
     }
-    if plan.include_usage && !out.send(event(&envelope.usage_chunk(plan.usage))).await {
+    if plan.include_usage
+        && !out
+            .send_text(shape.event(&shape.chunk(envelope.usage_chunk(plan.usage))))
+            .await
+    {
         return;
     }
-    out.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+    if shape.has(Deviation::UsageChunk)
+        && !out
+            .send_text(shape.event(&serde_json::json!({"usage": plan.usage.to_json()})))
+            .await
+    {
+        return;
+    }
+    if !shape.has(Deviation::NoDone) {
+        out.send_text(shape.lines("data: [DONE]\n\n")).await;
+    }
 }
 
 /// The body's writer, which gives up when the client leaves and breaks the stream
@@ -119,6 +157,11 @@ struct Sender {
 }
 
 impl Sender {
+    /// Sends event text (nothing when empty); false when the stream must stop.
+    async fn send_text(&mut self, text: String) -> bool {
+        text.is_empty() || self.send(Bytes::from(text)).await
+    }
+
     /// Sends a frame; false when the stream must stop (client gone or shutdown).
     async fn send(&mut self, frame: Bytes) -> bool {
         tokio::select! {
@@ -185,9 +228,4 @@ impl Stream for FrameStream {
             other => other,
         }
     }
-}
-
-/// One server-sent event carrying `data`.
-fn event(data: &Value) -> Bytes {
-    Bytes::from(format!("data: {data}\n\n"))
 }

@@ -98,7 +98,8 @@ pub(crate) struct Usage {
 }
 
 impl Usage {
-    fn to_json(self) -> Value {
+    /// The `usage` object.
+    pub(crate) fn to_json(self) -> Value {
         json!({
             "prompt_tokens": self.prompt,
             "completion_tokens": self.completion,

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use loadtest::mock_llm::{MockSettings, reply_tokens};
 use serde_json::{Value, json};
 
-use crate::helpers::{collect, request, settings, spawn_mock, stream_chat, user};
+use crate::helpers::{collect, request, settings, spawn_mock, stream_chat, stream_request, user};
 
 fn chat(text: &str) -> Value {
     json!({"model": "m", "stream": true, "messages": [user(text)]})
@@ -55,7 +55,7 @@ async fn async_openai_sees_api_errors() {
     // Quota errors are permanent for async-openai: one request, no retry.
     let error = client
         .chat()
-        .create_stream(request(chat("[mock:status=429 quota] x")))
+        .create_stream(stream_request(chat("[mock:status=429 quota] x")))
         .await
         .err()
         .expect("an error");
@@ -191,7 +191,7 @@ async fn shutdown_breaks_running_streams() {
     let stream = mock
         .openai()
         .chat()
-        .create_stream(request(chat("long one")))
+        .create_stream(stream_request(chat("long one")))
         .await
         .expect("stream opens");
     let reader = tokio::spawn(collect(stream));

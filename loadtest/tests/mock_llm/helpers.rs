@@ -132,11 +132,19 @@ pub struct Collected {
     pub error: Option<OpenAIError>,
 }
 
+/// A streamed async-openai request from JSON. With async-openai's `byot` feature on
+/// (the worker uses it, and features are shared in the workspace) `create_stream`
+/// sends the request as it is, so the body says `"stream": true` itself.
+pub fn stream_request(mut body: Value) -> CreateChatCompletionRequest {
+    body["stream"] = json!(true);
+    request(body)
+}
+
 /// Opens a streaming chat completion from a JSON body and reads it to its end.
 pub async fn stream_chat(client: &Client<OpenAIConfig>, body: Value) -> Collected {
     let stream = client
         .chat()
-        .create_stream(request(body))
+        .create_stream(stream_request(body))
         .await
         .expect("stream opens");
     collect(stream).await

@@ -3,6 +3,7 @@
 
 mod binary;
 mod control;
+mod deviations;
 mod faults;
 mod helpers;
 mod streaming;
