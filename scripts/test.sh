@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every check CI runs, from a fresh Debian/Ubuntu machine with Rust (>= 1.85):
-# installs what is missing (redis-server, Node.js, Chromium, the Node test clients),
+# installs what is missing (redis-server, Node.js, Chromium, the Node test clients,
+# Python venv and llmock),
 # then runs fmt, clippy and the whole test suite, then the deployment checks
 # (scripts/deploy-test.sh installs Docker, debootstrap and its own tools when missing).
 # Tests start their own redis-server on free loopback ports; nothing on 6379 is used
