@@ -83,6 +83,22 @@ pub struct Limits {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub ws_message_burst: u32,
 
+    /// Frames of any kind (messages, `auth`, `cancel`, `ping`, invalid ones) one socket
+    /// may send per minute; past it a frame gets `rate_limited` and is not handled.
+    #[arg(long, env = "WS_FRAMES_PER_MINUTE", default_value_t = 120,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_frames_per_minute: u32,
+
+    /// Frames a socket may send in a burst before the per-minute frame rate applies.
+    #[arg(long, env = "WS_FRAME_BURST", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_frame_burst: u32,
+
+    /// Frames refused in a row (over the frame budget) before the socket is closed
+    /// with 4429.
+    #[arg(long, env = "WS_FRAME_OVERRUNS", default_value_t = 10)]
+    pub ws_frame_overruns: u32,
+
     /// Largest WebSocket message or frame in bytes; bigger closes the socket with 1009.
     #[arg(long, env = "WS_MAX_MESSAGE_BYTES", default_value_t = 65_536,
           value_parser = clap::value_parser!(u32).range(1024..))]

@@ -1,8 +1,10 @@
 //! `/ws/{session_id}`: the upgrade (query, protocol rule, auto-creation, who may open
 //! it: [`admission`], whose session it is) and the per-socket loop in [`socket`];
-//! [`hub`] fans the bus out to sockets; [`token`] keeps a socket's token fresh.
+//! [`hub`] fans the bus out to sockets; [`token`] keeps a socket's token fresh;
+//! [`budget`] bounds the frames a client may send.
 
 pub mod admission;
+pub mod budget;
 pub mod hub;
 pub mod socket;
 pub mod token;
@@ -38,7 +40,8 @@ pub mod close {
     /// Missing, invalid or expired token.
     pub const UNAUTHORIZED: u16 = 4401;
     pub const SESSION_NOT_FOUND: u16 = 4404;
-    /// Too many sockets (or sessions) for this user or address.
+    /// Too many sockets (or sessions) for this user or address, or a socket that kept
+    /// sending frames past its budget (`budget`).
     pub const TOO_MANY_CONNECTIONS: u16 = 4429;
 }
 

@@ -7,6 +7,7 @@
 //! `seq` already sent. The same rule re-reads the log whenever the hub says events
 //! may have been missed.
 
+use super::budget::{FrameBudget, Verdict};
 use super::hub::{Attachment, Outbound};
 use super::{SocketStart, close};
 use crate::state::AppState;
@@ -49,6 +50,8 @@ struct Connection {
     /// Highest `seq` sent (or skipped as already known) on this socket.
     last_sent: u64,
     limiter: RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock>,
+    /// Every frame counts against this, before it is even parsed (`budget.rs`).
+    frames: FrameBudget,
     last_heard: Instant,
     /// The socket's token: closed with 4401 when it expires unrefreshed (`token.rs`).
     auth: super::token::SocketAuth,
@@ -65,6 +68,11 @@ pub async fn run(state: AppState, socket: WebSocket, start: SocketStart) {
         protocol: start.protocol,
         last_sent: 0,
         limiter: RateLimiter::direct(quota),
+        frames: FrameBudget::new(
+            limits.ws_frames_per_minute,
+            limits.ws_frame_burst,
+            limits.ws_frame_overruns,
+        ),
         last_heard: Instant::now(),
         auth: start.auth.clone(),
         socket,
@@ -154,15 +162,21 @@ impl Connection {
                 frame = self.socket.recv() => match frame {
                     None | Some(Ok(Message::Close(_))) => return Err(Closed(None)),
                     Some(Err(error)) => return Err(read_failure(error)),
-                    Some(Ok(Message::Text(text))) => {
+                    Some(Ok(frame)) => {
                         self.last_heard = Instant::now();
-                        Box::pin(self.on_text(&text)).await?;
+                        if !self.within_budget().await? {
+                            continue;
+                        }
+                        match frame {
+                            Message::Text(text) => Box::pin(self.on_text(&text)).await?,
+                            Message::Binary(_) => {
+                                self.reply_error(ErrorCode::UnsupportedFrame, "Binary frames are not supported; send JSON text frames.", None).await?;
+                            }
+                            // Answered by the WebSocket layer itself; counted above.
+                            Message::Ping(_) | Message::Pong(_) => {}
+                            Message::Close(_) => return Err(Closed(None)),
+                        }
                     }
-                    Some(Ok(Message::Binary(_))) => {
-                        self.last_heard = Instant::now();
-                        self.reply_error(ErrorCode::UnsupportedFrame, "Binary frames are not supported; send JSON text frames.", None).await?;
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => self.last_heard = Instant::now(),
                 },
                 _ = super::token::expiry(self.auth.deadline()) => {
                     self.reply_error(ErrorCode::Unauthorized, "The token expired; reconnect with a fresh one (or refresh it in time with {\"type\":\"auth\"}).", None).await?;
@@ -175,6 +189,27 @@ impl Connection {
                     self.send(Message::Ping(Default::default())).await?;
                 }
             }
+        }
+    }
+
+    /// Counts a frame against the socket's budget: `false` when it must not be
+    /// handled (it was answered `rate_limited`), an error when the socket must close.
+    async fn within_budget(&mut self) -> Result<bool, Closed> {
+        match self.frames.frame() {
+            Verdict::Take => Ok(true),
+            Verdict::Refuse { retry_after_ms } => {
+                self.reply_error(
+                    ErrorCode::RateLimited,
+                    "Too many frames; slow down or this socket will be closed.",
+                    Some(retry_after_ms),
+                )
+                .await?;
+                Ok(false)
+            }
+            Verdict::Close => Err(Closed(Some((
+                close::TOO_MANY_CONNECTIONS,
+                "too many frames",
+            )))),
         }
     }
 
