@@ -150,7 +150,14 @@ impl Settings {
     /// Parses settings from the process environment and arguments, and checks them;
     /// exits with a one-line error naming the variable when one is wrong.
     pub fn from_env() -> Self {
-        let settings = Self::parse();
+        let mut settings = Self::parse();
+        if let Err(error) = settings.llm.load_agent() {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("{error}\n"),
+            )
+            .exit();
+        }
         if let Err(error) = Security::from_settings(&settings) {
             clap::Error::raw(
                 clap::error::ErrorKind::ValueValidation,

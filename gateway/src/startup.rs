@@ -37,6 +37,8 @@ pub enum StartError {
     /// A setting that cannot work (its message names the variable).
     #[error("{0}")]
     Config(#[from] ConfigError),
+    #[error("{0}")]
+    Tools(#[from] worker::tools::ToolError),
 }
 
 /// A built, bound, not yet serving gateway.
@@ -87,15 +89,18 @@ impl Application {
         )
         .await?;
         let worker_shutdown = CancellationToken::new();
-        let worker = settings.runs_worker().then(|| {
-            worker::spawn(
-                backend.clone(),
-                settings.llm.clone(),
-                settings.consumer.clone(),
-                format!("{instance}-embedded"),
-                worker_shutdown.clone(),
-            )
-        });
+        let worker = settings
+            .runs_worker()
+            .then(|| {
+                worker::spawn(
+                    backend.clone(),
+                    settings.llm.clone(),
+                    settings.consumer.clone(),
+                    format!("{instance}-embedded"),
+                    worker_shutdown.clone(),
+                )
+            })
+            .transpose()?;
         let state = AppState {
             settings: Arc::new(settings),
             backend,

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`agent`]: the agent file (name, prompt, model, tools), checked at start-up.
 //! - [`ids`]: newtype ids parsed at the edge (`SessionId`, `MessageId`, `UserId`).
 //! - [`wire`]: the client-facing frames and events of `CONTRACT.md`, both protocols.
 //! - [`model`]: what is stored (sessions, messages) and what travels inside
@@ -16,6 +17,7 @@
 //! - [`telemetry`]: logging set-up.
 //! - `testkit` (feature `testkit`): a private `redis-server` per test.
 
+pub mod agent;
 pub mod backend;
 pub mod clock;
 pub mod config;

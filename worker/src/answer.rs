@@ -57,6 +57,7 @@ pub struct Answerer {
     pub llm_settings: LlmSettings,
     pub consumer: ConsumerSettings,
     pub cancels: CancelRegistry,
+    pub tools: crate::tools::Toolbox,
 }
 
 impl Answerer {

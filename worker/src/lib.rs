@@ -6,6 +6,7 @@
 //! - [`settings`]: LLM and consumer settings (env / flags).
 //! - [`llm`]: the model client (OpenAI-compatible, or the built-in demo model).
 //! - [`prompt`]: history → prompt.
+//! - [`tools`]: the agent's tools (webhooks, knowledge bases), set up at start-up.
 //! - [`answer`]: one delivery from `begin` to `finish` (restarts, cancel, dead letters).
 //! - [`cancel`]: cancel tokens of the answers running here.
 //! - [`consumer`]: the read loop, claim keeping, reclaiming, concurrency and shutdown.
@@ -20,6 +21,7 @@ pub mod llm;
 pub mod probes;
 pub mod prompt;
 pub mod settings;
+pub mod tools;
 
 use answer::Answerer;
 use settings::{ConsumerSettings, LlmSettings};
@@ -28,22 +30,29 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Starts a consumer on `backend`; it stops (draining) when `shutdown` is cancelled.
+/// Fails, before anything runs, when a tool of the agent cannot be set up.
 pub fn spawn(
     backend: Backend,
     llm_settings: LlmSettings,
     consumer: ConsumerSettings,
     consumer_name: String,
     shutdown: CancellationToken,
-) -> JoinHandle<()> {
+) -> Result<JoinHandle<()>, tools::ToolError> {
     shared::metrics::register(shared::metrics::Role::Worker);
+    let tools = tools::Toolbox::build(llm_settings.agent.as_deref(), &llm_settings.tools)?;
     let answerer = Answerer {
         backend,
         llm: llm::Llm::from_settings(&llm_settings),
         llm_settings,
         consumer,
         cancels: cancel::CancelRegistry::default(),
+        tools,
     };
-    tokio::spawn(consumer::run(answerer, consumer_name, shutdown))
+    Ok(tokio::spawn(consumer::run(
+        answerer,
+        consumer_name,
+        shutdown,
+    )))
 }
 
 /// A consumer name unique to this process: host name plus a short random suffix.

@@ -30,7 +30,14 @@ struct Settings {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::parse();
+    let mut settings = Settings::parse();
+    if let Err(error) = settings.llm.load_agent() {
+        clap::Error::raw(
+            clap::error::ErrorKind::ValueValidation,
+            format!("{error}\n"),
+        )
+        .exit();
+    }
     shared::telemetry::init_logging("info");
     if settings.store.redis_url.is_none() {
         anyhow::bail!(
@@ -54,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
         probes = %listener.local_addr()?,
         llm = settings.llm.base_url(),
         model = %settings.llm.llm_model,
+        agent = %settings.llm.agent_name,
         "worker starting"
     );
 
@@ -73,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
         settings.consumer,
         name,
         shutdown.clone(),
-    );
+    )?;
     shared::shutdown::signal().await;
     tracing::info!("stopping: no new messages; finishing in-flight answers");
     shutdown.cancel();

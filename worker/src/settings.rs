@@ -3,7 +3,9 @@
 //! one-line error naming the variable.
 
 use clap::Args;
+use shared::agent::{Agent, AgentError, AgentSettings};
 use shared::config::Secret;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Which model answers and how.
@@ -64,9 +66,56 @@ pub struct LlmSettings {
     #[arg(long, env = "LLM_TOTAL_TIMEOUT_SECS", default_value_t = 120,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub llm_total_timeout_secs: u64,
+
+    #[command(flatten)]
+    pub agent_source: AgentSettings,
+
+    /// The agent file's content once loaded ([`LlmSettings::load_agent`]); its name,
+    /// prompt and model are already applied to the fields above.
+    #[arg(skip)]
+    pub agent: Option<Arc<Agent>>,
+
+    #[command(flatten)]
+    pub tools: crate::tools::ToolSettings,
 }
 
 impl LlmSettings {
+    /// Reads `AGENT_FILE` (when set) and applies it.
+    pub fn load_agent(&mut self) -> Result<(), AgentError> {
+        if let Some(agent) = self.agent_source.load()? {
+            self.with_agent(agent);
+        }
+        Ok(())
+    }
+
+    /// Uses `agent`: its name, system prompt and model settings replace `AGENT_NAME`,
+    /// `SYSTEM_PROMPT` and the `LLM_*` ones it sets.
+    pub fn with_agent(&mut self, agent: Agent) {
+        self.agent_name = agent.name.clone();
+        if let Some(prompt) = &agent.system_prompt {
+            self.system_prompt = prompt.clone();
+        }
+        if let Some(name) = &agent.model.name {
+            self.llm_model = name.clone();
+        }
+        if let Some(t) = agent.model.temperature {
+            self.llm_temperature = Some(t);
+        }
+        if let Some(m) = agent.model.max_tokens {
+            self.llm_max_tokens = Some(m);
+        }
+        self.agent = Some(Arc::new(agent));
+    }
+
+    /// Model turns with tool calls allowed per answer.
+    pub fn max_tool_rounds(&self) -> u32 {
+        self.agent
+            .as_ref()
+            .map_or(shared::agent::DEFAULT_MAX_TOOL_ROUNDS, |a| {
+                a.max_tool_rounds
+            })
+    }
+
     /// True when no provider is configured and the demo model answers.
     pub fn is_demo(&self) -> bool {
         self.openai_api_key.is_none() && self.openai_base_url.is_none()

@@ -101,6 +101,35 @@ fn mode(state: &AppState) -> &'static str {
     }
 }
 
+/// The agent's tools as `/status` lists them: what they are, never their secrets
+/// (the variables' names are shown, not their values; a URL only by its host).
+fn tools(llm: &worker::settings::LlmSettings) -> Vec<Value> {
+    use shared::agent::ToolKind;
+    let Some(agent) = &llm.agent else {
+        return Vec::new();
+    };
+    agent
+        .tools
+        .iter()
+        .map(|tool| match &tool.kind {
+            ToolKind::KnowledgeBase(kb) => json!({
+                "name": tool.name,
+                "type": tool.type_name(),
+                "description": tool.description,
+                "top_k": kb.top_k,
+            }),
+            ToolKind::Webhook(w) => json!({
+                "name": tool.name,
+                "type": tool.type_name(),
+                "description": tool.description,
+                "host": w.url.host_str(),
+                "timeout_secs": w.timeout_secs,
+                "signed": w.secret_env.is_some(),
+            }),
+        })
+        .collect()
+}
+
 /// `GET /status`: this instance, its model and its load.
 pub async fn status(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let settings = &state.settings;
@@ -129,6 +158,11 @@ pub async fn status(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
                 "first_token_timeout_secs": llm.llm_first_token_timeout_secs,
                 "total_timeout_secs": llm.llm_total_timeout_secs,
             },
+        },
+        "agent": {
+            "name": llm.agent_name,
+            "max_tool_rounds": llm.max_tool_rounds(),
+            "tools": tools(llm),
         },
         "connections": state.hub.connection_count(),
         "active_sessions": sessions.ok(),

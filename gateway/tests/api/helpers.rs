@@ -169,7 +169,8 @@ impl TestEnv {
             settings.consumer,
             name,
             shutdown.clone(),
-        );
+        )
+        .expect("worker tools set up");
         self.workers.push((shutdown, task));
     }
 

@@ -17,4 +17,5 @@ mod security_ownership;
 mod security_support;
 mod seeds;
 mod ws_simple;
+mod tools;
 mod ws_stream;
