@@ -16,6 +16,6 @@ mod security_limits;
 mod security_ownership;
 mod security_support;
 mod seeds;
-mod ws_simple;
 mod tools;
+mod ws_simple;
 mod ws_stream;
