@@ -302,6 +302,13 @@ def main():
             (crds if obj["kind"] in CRD_KINDS else standard).append(str(path))
         kinds = check_case(case, docs, facts)
         expect(case, docs, facts, values)
+        notes = rendered["chat-gateway/templates/NOTES.txt"]
+        check(f"release {RELEASE} in namespace {NAMESPACE}" in notes, f"{case}: NOTES.txt: {notes}")
+        if case == "defaults":
+            check(f"port-forward service/{RELEASE}-chat-gateway 8002:80" in notes and "bundled" in notes, f"NOTES.txt: {notes}")
+        if case == "keda":
+            check(f"scaled by KEDA on the lag of stream \"{facts['inbox']}\" group \"{facts['group']}\"" in notes,
+                  f"keda: NOTES.txt: {notes}")
         print(f"chart[{case}]: {len(docs)} manifests: {', '.join(kinds)}")
         if case == "run":
             (args.out / "run.json").write_text(json.dumps([o for _, _, o in docs], indent=1))

@@ -19,7 +19,8 @@ Docker network where each Service name resolves (network aliases). Then:
    waiting session is answered;
 3. the seed 004 client chats through the gateway; what each ServiceMonitor would
    scrape (/metrics through the Service's port) parses as Prometheus text;
-4. `docker stop` with the pod's terminationGracePeriodSeconds: both drain and exit 0.
+4. termination as the kubelet does it: the preStop hook, then SIGTERM with the rest of
+   terminationGracePeriodSeconds: both drain and exit 0 in time.
 
 Every container and the network carry --label and are removed at the end.
 """
@@ -223,14 +224,22 @@ class Started:
         return docker("inspect", "-f", "{{.State.Running}}", self.name) != "true"
 
     def stop_gracefully(self):
+        """Pod termination as the kubelet does it: the preStop hook, then SIGTERM, then
+        SIGKILL when the grace period (counted from the start) runs out."""
         grace = self.pod["terminationGracePeriodSeconds"]
         started = time.monotonic()
-        docker("stop", "-t", str(grace), self.name)
+        pre_stop = self.container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
+        if pre_stop:
+            hook = subprocess.run(["docker", "exec", self.name, *pre_stop], capture_output=True, text=True, timeout=grace)
+            if hook.returncode != 0:
+                fail(f"{self.name}: preStop {pre_stop} failed: {hook.stderr.strip()}")
+        left = max(1, int(grace - (time.monotonic() - started)))
+        docker("stop", "-t", str(left), self.name)
         took = time.monotonic() - started
         code = int(docker("inspect", "-f", "{{.State.ExitCode}}", self.name))
         if code != 0:
             fail(f"{self.name} exited {code} on SIGTERM: {docker('logs', '--tail', '20', self.name, check=False)}")
-        return took, grace
+        return took, grace, pre_stop
 
 
 def inbox_group(redis, stream, group):
@@ -358,8 +367,9 @@ def run(cluster):
 
     # 4. SIGTERM within the pods' grace periods.
     for started in (gateway, worker):
-        took, grace = started.stop_gracefully()
-        print(f"chart run: {started.container['name']} stopped on SIGTERM in {took:.1f} s (grace period {grace} s), exit 0")
+        took, grace, pre_stop = started.stop_gracefully()
+        hook = f"preStop {' '.join(pre_stop)}, then " if pre_stop else ""
+        print(f"chart run: {started.container['name']} stopped ({hook}SIGTERM) in {took:.1f} s of its {grace} s grace period, exit 0")
 
 
 if __name__ == "__main__":
