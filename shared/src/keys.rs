@@ -13,6 +13,7 @@
 //! | `P:{S}:pending` | list | accepted user messages not yet answered, oldest first |
 //! | `P:{S}:idem` | hash | `client_message_id` → message id, for idempotent resends |
 //! | `P:{S}:events` | stream | recent event batches, entry id = last `seq` of the batch |
+//! | `P:{S}:calls` | hash | tool calls of the message being answered: `message` → its id, `round:index` → call JSON |
 //! | `P:{S}` | channel | live event batches |
 //! | `P:probe:{I}` | channel | canaries of gateway instance `I` (its bus health probe) |
 //! | `P:inbox` | stream, group `workers` | one entry per session with pending messages |
@@ -72,6 +73,11 @@ impl Keys {
 
     pub fn events(&self, id: &SessionId) -> String {
         self.session_key(id, "events")
+    }
+
+    /// Tool calls of the message being answered (see `save_tool_calls.lua`).
+    pub fn calls(&self, id: &SessionId) -> String {
+        self.session_key(id, "calls")
     }
 
     /// The session's pub/sub channel.
@@ -137,6 +143,7 @@ mod tests {
         assert_eq!(keys.meta(&id), "chat:{abc}:meta");
         assert_eq!(keys.history(&id), "chat:{abc}:history");
         assert_eq!(keys.events(&id), "chat:{abc}:events");
+        assert_eq!(keys.calls(&id), "chat:{abc}:calls");
         assert_eq!(keys.channel(&id), "chat:{abc}");
         assert_eq!(keys.inbox(), "chat:inbox");
     }

@@ -29,6 +29,41 @@ pub struct StoredMessage {
     /// On assistant messages: the generation was stopped and this is partial.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,
+    /// On assistant messages: the tools the model called for this answer, in the
+    /// order they ran (turn by turn, each turn in the provider's order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub function_calls: Vec<FunctionCall>,
+}
+
+/// One tool call of an answer: stored with the answer's state as soon as the model
+/// made it (without `result`), again once it ran (with it), and kept in the history
+/// on the assistant message. A restarted answer reuses the calls that have a result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    pub name: String,
+    /// The provider's id of the call.
+    pub call_id: String,
+    /// The arguments as the model wrote them (JSON text).
+    pub arguments: String,
+    /// What the model was given: the tool's answer or `{"error": ...}`. `None` while
+    /// the call runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// The model turn of the answer (0-based) that made the call.
+    pub round: u32,
+    /// Position of the call in its turn, as the provider sent them.
+    pub index: u32,
+}
+
+impl FunctionCall {
+    /// The field it is stored under: sorts in run order.
+    pub fn slot(&self) -> String {
+        format!("{:04}:{:04}", self.round, self.index)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("function calls always serialize")
+    }
 }
 
 impl StoredMessage {
@@ -41,6 +76,7 @@ impl StoredMessage {
             created_at: clock::now_rfc3339(),
             reply_to: None,
             cancelled: false,
+            function_calls: Vec::new(),
         }
     }
 
@@ -53,6 +89,7 @@ impl StoredMessage {
             created_at: clock::now_rfc3339(),
             reply_to: Some(reply_to),
             cancelled,
+            function_calls: Vec::new(),
         }
     }
 
@@ -148,6 +185,13 @@ pub struct Work {
     pub cancelled: bool,
     /// The session's most recent history (includes `message` and possibly later ones).
     pub history: Vec<StoredMessage>,
+    /// Tool calls an earlier try of this message stored, in run order (empty on a
+    /// first try).
+    pub tool_calls: Vec<FunctionCall>,
+    /// The session's owner, for tool calls.
+    pub user_id: Option<UserId>,
+    /// The session's metadata (a JSON object), for tool calls.
+    pub metadata: Value,
 }
 
 impl Work {
@@ -188,7 +232,8 @@ pub struct CancelRequest {
 /// Whether a delivery has work behind it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Begin {
-    Work(Work),
+    /// Boxed: a work item is far larger than the other outcomes.
+    Work(Box<Work>),
     /// The session was deleted or expired; the entry was acknowledged.
     SessionGone,
     /// Nothing pending (already answered); the entry was acknowledged.
@@ -200,6 +245,17 @@ pub enum Begin {
 pub enum Finish {
     Answered { text: String, cancelled: bool },
     Failed { code: ErrorCode, error: String },
+}
+
+/// Whether tool calls were stored (and their events published).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveOutcome {
+    Saved,
+    /// Another attempt owns the message now; nothing was written.
+    Fenced,
+    /// The message was cancelled; nothing was written.
+    Cancelled,
+    SessionGone,
 }
 
 /// Whether a finish took effect.

@@ -208,6 +208,10 @@ pub struct FunctionCalledEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
     pub function_name: String,
+    /// The provider's id of the call (the same `call_id` as in history's
+    /// `function_calls`).
+    #[serde(default)]
+    pub call_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<MessageId>,
     pub timestamp: String,
@@ -447,6 +451,19 @@ mod tests {
         assert_eq!(
             complete,
             json!({"type":"complete","full_response":"done","timestamp":"t"})
+        );
+
+        let called = to_value(&StreamEvent::FunctionCalled(FunctionCalledEvent {
+            seq: Some(4),
+            function_name: "book_appointment".into(),
+            call_id: "call_1".into(),
+            message_id: None,
+            timestamp: "t".into(),
+        }));
+        assert_eq!(
+            called,
+            json!({"type":"function_called","seq":4,"function_name":"book_appointment",
+                   "call_id":"call_1","timestamp":"t"})
         );
 
         let err = to_value(&StreamEvent::error(ErrorCode::EmptyMessage, "Empty.", None));

@@ -21,7 +21,8 @@ use shared::backend::{Backend, BusSignal, PublishOutcome};
 use shared::config::StoreSettings;
 use shared::ids::{MessageId, SessionId};
 use shared::model::{
-    AcceptOutcome, Begin, Control, FinishOutcome, NewSession, Role, StoredMessage, Work,
+    AcceptOutcome, Begin, Control, FinishOutcome, FunctionCall, NewSession, Role, SaveOutcome,
+    StoredMessage, Work,
 };
 use shared::wire::Protocol;
 use std::time::Duration;
@@ -357,7 +358,7 @@ async fn accept_outcomes(backend: Backend, _ctx: &Ctx) {
 
 fn work_of(begin: Begin) -> Work {
     match begin {
-        Begin::Work(work) => work,
+        Begin::Work(work) => *work,
         other => panic!("expected work, got {other:?}"),
     }
 }
@@ -692,7 +693,7 @@ async fn a_leftover_entry_of_a_recreated_session_is_stale(backend: Backend, _ctx
     let mut work = Vec::new();
     for delivery in &deliveries {
         match backend.begin(delivery, 10).await.unwrap() {
-            Begin::Work(w) => work.push((delivery.clone(), w)),
+            Begin::Work(w) => work.push((delivery.clone(), *w)),
             Begin::Idle => {}
             other => panic!("unexpected {other:?}"),
         }
@@ -891,6 +892,128 @@ async fn a_canary_reaches_its_own_subscriber(backend: Backend, _ctx: &Ctx) {
 }
 
 // ---------------------------------------------------------------------------
+// Tool calls
+
+fn tool_call(round: u32, index: u32, result: Option<serde_json::Value>) -> FunctionCall {
+    FunctionCall {
+        name: format!("tool{index}"),
+        call_id: format!("call_{round}_{index}"),
+        arguments: format!("{{\"n\": {index}}}"),
+        result,
+        round,
+        index,
+    }
+}
+
+async fn tool_calls_survive_a_restart_and_end_with_the_answer(backend: Backend, _ctx: &Ctx) {
+    let id = session(&backend).await;
+    let subscriber = backend.subscriber().await.unwrap();
+    let mut rx = subscriber.signals(1024);
+    subscriber.subscribe(&id).await.unwrap();
+    let message = accept(&backend, &id, "book it").await;
+    let delivery = one_delivery(&backend).await;
+    let first = work_of(backend.begin(&delivery, 10).await.unwrap());
+    assert!(first.tool_calls.is_empty());
+    assert_eq!(
+        first.user_id,
+        new_session().user_id,
+        "the owner comes along"
+    );
+    assert_eq!(first.metadata, new_session().metadata);
+
+    // Two calls of one turn, stored with their announcement in one step.
+    let calls = [tool_call(0, 0, None), tool_call(0, 1, None)];
+    let outcome = backend
+        .save_tool_calls(&id, first.fence(), &calls, &chunks("called", 2))
+        .await
+        .unwrap();
+    assert_eq!(outcome, SaveOutcome::Saved);
+    let published = next_message(&mut rx).await;
+    assert_eq!(
+        contents(published.payload.split('\n')),
+        ["called-0", "called-1"]
+    );
+    // The second call finished, then the worker died.
+    let done = tool_call(0, 1, Some(serde_json::json!({"booked": true})));
+    let outcome = backend
+        .save_tool_calls(&id, first.fence(), std::slice::from_ref(&done), &[])
+        .await
+        .unwrap();
+    assert_eq!(outcome, SaveOutcome::Saved);
+
+    let second = work_of(backend.begin(&delivery, 10).await.unwrap());
+    assert_eq!(
+        second.tool_calls,
+        [calls[0].clone(), done.clone()],
+        "in run order"
+    );
+    let outcome = backend
+        .save_tool_calls(
+            &id,
+            first.fence(),
+            &[tool_call(0, 0, Some("late".into()))],
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        SaveOutcome::Fenced,
+        "the old attempt writes nothing"
+    );
+    let finished = tool_call(0, 0, Some("found".into()));
+    let later = tool_call(1, 0, Some("again".into()));
+    backend
+        .save_tool_calls(&id, second.fence(), &[finished.clone(), later.clone()], &[])
+        .await
+        .unwrap();
+    let third = work_of(backend.begin(&delivery, 10).await.unwrap());
+    assert_eq!(
+        third.tool_calls,
+        [finished.clone(), done.clone(), later.clone()]
+    );
+
+    let mut answer = StoredMessage::assistant("booked", message.id, false);
+    answer.function_calls = third.tool_calls.clone();
+    let outcome = backend
+        .finish(&delivery, &third, Some(&answer), &chunks("done", 1))
+        .await
+        .unwrap();
+    assert_eq!(outcome, FinishOutcome::Done);
+    let page = backend.history(&id, 10, None).await.unwrap().unwrap();
+    assert_eq!(
+        page.messages.last().unwrap().function_calls,
+        [finished, done, later]
+    );
+
+    // The next message starts with no calls of its own.
+    accept(&backend, &id, "next").await;
+    let delivery = one_delivery(&backend).await;
+    let next = work_of(backend.begin(&delivery, 10).await.unwrap());
+    assert!(next.tool_calls.is_empty(), "{:?}", next.tool_calls);
+}
+
+async fn tool_calls_of_a_cancelled_or_deleted_session_are_refused(backend: Backend, _ctx: &Ctx) {
+    let id = session(&backend).await;
+    accept(&backend, &id, "q").await;
+    let delivery = one_delivery(&backend).await;
+    let work = work_of(backend.begin(&delivery, 10).await.unwrap());
+    backend.cancel(&id).await.unwrap();
+    let outcome = backend
+        .save_tool_calls(&id, work.fence(), &[tool_call(0, 0, None)], &chunks("x", 1))
+        .await
+        .unwrap();
+    assert_eq!(outcome, SaveOutcome::Cancelled);
+    assert_eq!(backend.session(&id).await.unwrap().unwrap().last_seq, 0);
+    assert!(backend.delete_session(&id).await.unwrap());
+    let outcome = backend
+        .save_tool_calls(&id, work.fence(), &[tool_call(0, 0, None)], &[])
+        .await
+        .unwrap();
+    assert_eq!(outcome, SaveOutcome::SessionGone);
+}
+
+// ---------------------------------------------------------------------------
 // Events and bus
 
 async fn publish_assigns_consecutive_seqs(backend: Backend, _ctx: &Ctx) {
@@ -1056,4 +1179,6 @@ conformance!(
     publish_assigns_consecutive_seqs,
     replay_past_the_trimmed_log,
     bus_carries_subscribed_sessions_only,
+    tool_calls_survive_a_restart_and_end_with_the_answer,
+    tool_calls_of_a_cancelled_or_deleted_session_are_refused,
 );

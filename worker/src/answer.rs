@@ -67,7 +67,7 @@ impl Answerer {
     pub async fn handle(&self, delivery: Delivery) {
         let context = self.llm_settings.llm_context_messages as usize;
         let work = match self.backend.begin(&delivery, context).await {
-            Ok(Begin::Work(work)) => work,
+            Ok(Begin::Work(work)) => *work,
             Ok(Begin::SessionGone | Begin::Idle) => return,
             Err(error) => {
                 tracing::error!(%error, "could not start answering");

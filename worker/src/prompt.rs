@@ -65,6 +65,9 @@ mod tests {
             tries: 1,
             cancelled: false,
             history,
+            tool_calls: Vec::new(),
+            user_id: None,
+            metadata: serde_json::json!({}),
         }
     }
 

@@ -36,6 +36,8 @@ struct SessionState {
     cancel: Option<MessageId>,
     /// The session's live inbox entry; any other entry for it is stale.
     entry: Option<String>,
+    /// Tool calls stored for this message, by slot (`round:index`, run order).
+    calls: Option<(MessageId, std::collections::BTreeMap<String, FunctionCall>)>,
     expires_at: Instant,
 }
 
@@ -176,6 +178,7 @@ impl MemoryBackend {
                 tries: 0,
                 cancel: None,
                 entry: None,
+                calls: None,
                 expires_at: Instant::now() + self.ttl(),
             },
         );
@@ -305,6 +308,41 @@ impl MemoryBackend {
         Ok(PublishOutcome::Published { last_seq })
     }
 
+    pub async fn save_tool_calls(
+        &self,
+        id: &SessionId,
+        fence: Fence,
+        calls: &[FunctionCall],
+        events: &[StreamEvent],
+    ) -> Result<SaveOutcome, StoreError> {
+        let payload = {
+            let mut state = self.state();
+            let Some(session) = state.live(id) else {
+                return Ok(SaveOutcome::SessionGone);
+            };
+            if fence.attempt != session.attempt {
+                return Ok(SaveOutcome::Fenced);
+            }
+            if session.cancel == Some(fence.message_id) {
+                return Ok(SaveOutcome::Cancelled);
+            }
+            let stored = session
+                .calls
+                .get_or_insert_with(|| (fence.message_id, Default::default()));
+            if stored.0 != fence.message_id {
+                *stored = (fence.message_id, Default::default());
+            }
+            for call in calls {
+                stored.1.insert(call.slot(), call.clone());
+            }
+            (!events.is_empty()).then(|| self.log_batch(session, events).1)
+        };
+        if let Some(payload) = payload {
+            self.publish_lines(id, payload);
+        }
+        Ok(SaveOutcome::Saved)
+    }
+
     pub async fn replay(&self, id: &SessionId, after_seq: u64) -> Result<Replay, StoreError> {
         let mut state = self.state();
         let Some(session) = state.live(id) else {
@@ -396,13 +434,28 @@ impl MemoryBackend {
         session.attempt += 1;
         session.tries += 1;
         let skip = session.history.len().saturating_sub(context_messages);
-        Ok(Begin::Work(Work {
+        if session
+            .calls
+            .as_ref()
+            .is_some_and(|(owner, _)| *owner != message.id)
+        {
+            session.calls = None;
+        }
+        let tool_calls = session
+            .calls
+            .as_ref()
+            .map(|(_, calls)| calls.values().cloned().collect())
+            .unwrap_or_default();
+        Ok(Begin::Work(Box::new(Work {
             attempt: session.attempt,
             tries: session.tries,
             cancelled: session.cancel == Some(message.id),
             message,
             history: session.history.iter().skip(skip).cloned().collect(),
-        }))
+            tool_calls,
+            user_id: session.record.user_id.clone(),
+            metadata: session.record.metadata.clone(),
+        })))
     }
 
     pub async fn reclaim(
@@ -537,6 +590,7 @@ impl MemoryBackend {
                 session.pending.pop_front();
                 session.tries = 0;
                 session.cancel = None;
+                session.calls = None;
             }
             session.record.last_activity_ms = clock::now_millis();
             session.expires_at = Instant::now() + ttl;

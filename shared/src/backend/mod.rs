@@ -246,6 +246,19 @@ impl Backend {
         dispatch!(self, b => b.send_canary(probe).await)
     }
 
+    /// Stores tool calls of the fenced message (new ones, or finished ones with their
+    /// result) and publishes `events` with them, in one step. A later `begin` of the
+    /// same message returns them, so a restarted answer reuses finished results.
+    pub async fn save_tool_calls(
+        &self,
+        id: &SessionId,
+        fence: Fence,
+        calls: &[FunctionCall],
+        events: &[StreamEvent],
+    ) -> Result<SaveOutcome, StoreError> {
+        dispatch!(self, b => b.save_tool_calls(id, fence, calls, events).await)
+    }
+
     /// Stores `answer` (if any), publishes `events`, acknowledges, queues the next message.
     pub async fn finish(
         &self,

@@ -1,8 +1,9 @@
 -- Ends a message, all or nothing: stores the answer, publishes its last events,
 -- drops it from the pending list, acknowledges the inbox entry and, when more
 -- messages wait, queues the session again. Fenced by the attempt number; resets the
--- message's tries and any cancel request.
--- KEYS: meta, history, pending, idem, events, inbox, sessions
+-- message's tries, any cancel request and its stored tool calls (the answer carries
+-- them now).
+-- KEYS: meta, history, pending, idem, events, inbox, sessions, calls
 -- ARGV: session id, attempt, message id, answer json ('' = none), channel,
 --       log max entries, ttl secs, entry id, group, now ms, history max, n, event json x n
 -- Returns 'ok' | 'fenced' | 'gone'
@@ -22,6 +23,7 @@ if head and cjson.decode(head)['id'] == ARGV[3] then
   local n = tonumber(ARGV[12])
   if n > 0 then publish_batch(KEYS[1], KEYS[5], ARGV[5], ARGV[6], 13, n) end
   redis.call('LPOP', KEYS[3])
+  redis.call('DEL', KEYS[8])
   redis.call('HSET', KEYS[1], 'tries', 0)
   redis.call('HDEL', KEYS[1], 'cancel')
 end

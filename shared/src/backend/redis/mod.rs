@@ -38,6 +38,7 @@ struct Scripts {
     publish_events: Script,
     begin_work: Script,
     finish_work: Script,
+    save_tool_calls: Script,
     cancel_generation: Script,
 }
 
@@ -56,6 +57,10 @@ impl Scripts {
             finish_work: Script::from_lua(concat!(
                 include_str!("publish_batch.lua"),
                 include_str!("finish_work.lua")
+            )),
+            save_tool_calls: Script::from_lua(concat!(
+                include_str!("publish_batch.lua"),
+                include_str!("save_tool_calls.lua")
             )),
             cancel_generation: Script::from_lua(include_str!("cancel_generation.lua")),
         }
@@ -239,6 +244,7 @@ impl RedisBackend {
     pub async fn delete_session(&self, id: &SessionId) -> Result<bool, StoreError> {
         let mut keys = self.session_keys(id);
         keys.push(self.keys().sessions());
+        keys.push(self.keys().calls(id));
         let existed: i64 = self
             .inner
             .scripts
@@ -588,7 +594,13 @@ impl RedisBackend {
             .begin_work
             .evalsha_with_reload(
                 self.client(),
-                vec![k.meta(id), k.pending(id), k.inbox(), k.history(id)],
+                vec![
+                    k.meta(id),
+                    k.pending(id),
+                    k.inbox(),
+                    k.history(id),
+                    k.calls(id),
+                ],
                 vec![
                     delivery.entry_id.clone(),
                     WORKER_GROUP.to_owned(),
@@ -620,13 +632,31 @@ impl RedisBackend {
                         .collect::<Result<Vec<_>, _>>()?,
                     _ => Vec::new(),
                 };
-                Ok(Begin::Work(Work {
+                let mut tool_calls = match reply.get(8) {
+                    Some(Value::Array(items)) => items
+                        .iter()
+                        .map(|item| {
+                            item.as_str()
+                                .and_then(|c| serde_json::from_str::<FunctionCall>(&c).ok())
+                                .ok_or_else(|| StoreError::Corrupt("begin tool call".into()))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                    _ => Vec::new(),
+                };
+                tool_calls.sort_by_key(|c| (c.round, c.index));
+                let text = |i: usize| reply.get(i).and_then(|v| v.as_string()).unwrap_or_default();
+                let owner = text(6);
+                Ok(Begin::Work(Box::new(Work {
                     message: parse_message(&raw)?,
                     attempt: number(2),
                     tries: number(3),
                     cancelled: number(4) == 1,
                     history,
-                }))
+                    tool_calls,
+                    user_id: (!owner.is_empty()).then(|| UserId::new(owner)),
+                    metadata: serde_json::from_str(&text(7))
+                        .unwrap_or_else(|_| serde_json::json!({})),
+                })))
             }
             other => Err(StoreError::Corrupt(format!("begin reply {other}"))),
         }
@@ -644,6 +674,7 @@ impl RedisBackend {
         let mut keys = self.session_keys(id);
         keys.push(k.inbox());
         keys.push(k.sessions());
+        keys.push(k.calls(id));
         let mut args = vec![
             id.to_string(),
             work.attempt.to_string(),
@@ -670,6 +701,51 @@ impl RedisBackend {
             "fenced" => Ok(FinishOutcome::Fenced),
             "gone" => Ok(FinishOutcome::SessionGone),
             other => Err(StoreError::Corrupt(format!("finish reply {other}"))),
+        }
+    }
+}
+
+impl RedisBackend {
+    pub async fn save_tool_calls(
+        &self,
+        id: &SessionId,
+        fence: Fence,
+        calls: &[FunctionCall],
+        events: &[StreamEvent],
+    ) -> Result<SaveOutcome, StoreError> {
+        let k = self.keys();
+        let mut args = vec![
+            k.channel(id),
+            self.inner.settings.event_log_max_entries.to_string(),
+            self.ttl().to_string(),
+            fence.attempt.to_string(),
+            fence.message_id.to_string(),
+            calls.len().to_string(),
+            events.len().to_string(),
+        ];
+        for call in calls {
+            args.push(call.slot());
+            args.push(call.to_json());
+        }
+        args.extend(events.iter().map(StreamEvent::to_json));
+        let outcome: String = self
+            .inner
+            .scripts
+            .save_tool_calls
+            .evalsha_with_reload(
+                self.client(),
+                vec![k.meta(id), k.calls(id), k.events(id)],
+                args,
+            )
+            .await?;
+        match outcome.as_str() {
+            "ok" => Ok(SaveOutcome::Saved),
+            "fenced" => Ok(SaveOutcome::Fenced),
+            "cancelled" => Ok(SaveOutcome::Cancelled),
+            "gone" => Ok(SaveOutcome::SessionGone),
+            other => Err(StoreError::Corrupt(format!(
+                "save tool calls reply {other}"
+            ))),
         }
     }
 }
