@@ -186,7 +186,11 @@ fn log_start(settings: &Settings, listener: &TcpListener) {
     let llm = if settings.llm.is_demo() {
         "built-in demo model (set OPENAI_API_KEY / OPENAI_BASE_URL for a real LLM)".to_owned()
     } else {
-        format!("{} at {}", settings.llm.llm_model, settings.llm.base_url())
+        format!(
+            "{} at {}",
+            settings.llm.llm_model,
+            settings.llm.base_url_for_display()
+        )
     };
     if settings.embedded() {
         tracing::info!(

@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(
         consumer = %name,
         probes = %listener.local_addr()?,
-        llm = settings.llm.base_url(),
+        llm = %settings.llm.base_url_for_display(),
         model = %settings.llm.llm_model,
         agent = %settings.llm.agent_name,
         "worker starting"

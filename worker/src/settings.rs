@@ -130,6 +130,14 @@ impl LlmSettings {
         }
     }
 
+    /// The base URL as it may be shown (`/status`, start-up logs): without the user
+    /// name and password of its userinfo, with any query replaced by `redacted` and no
+    /// fragment, since a provider's key is sometimes put there. A value that does not
+    /// parse as a URL is not shown at all.
+    pub fn base_url_for_display(&self) -> String {
+        display_url(self.base_url())
+    }
+
     pub fn first_token_timeout(&self) -> Duration {
         Duration::from_secs(self.llm_first_token_timeout_secs)
     }
@@ -178,5 +186,47 @@ impl ConsumerSettings {
 
     pub fn claim_lease(&self) -> Duration {
         Duration::from_millis(self.worker_claim_lease_ms)
+    }
+}
+
+/// `raw` without credentials (userinfo, query, fragment); see
+/// [`LlmSettings::base_url_for_display`].
+pub fn display_url(raw: &str) -> String {
+    if raw == "builtin:demo" {
+        return raw.to_owned();
+    }
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return "[OPENAI_BASE_URL is not a valid URL]".to_owned();
+    };
+    if url.cannot_be_a_base() {
+        return "[OPENAI_BASE_URL is not a valid URL]".to_owned();
+    }
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    if url.query().is_some() {
+        url.set_query(Some("redacted"));
+    }
+    url.set_fragment(None);
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::display_url;
+
+    #[test]
+    fn credentials_in_the_base_url_are_never_shown() {
+        assert_eq!(
+            display_url("https://user:sk-secret@llm.example.com:8443/v1?api-key=sk-q#frag"),
+            "https://llm.example.com:8443/v1?redacted"
+        );
+        assert_eq!(
+            display_url("http://127.0.0.1:8090/v1"),
+            "http://127.0.0.1:8090/v1"
+        );
+        assert_eq!(display_url("builtin:demo"), "builtin:demo");
+        for bad in ["not a url sk-secret", "mailto:sk-secret@x"] {
+            assert!(!display_url(bad).contains("sk-secret"), "{bad}");
+        }
     }
 }

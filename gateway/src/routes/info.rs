@@ -147,7 +147,7 @@ pub async fn status(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         "worker_in_process": settings.runs_worker(),
         "model": {
             "provider": if llm.is_demo() { "demo" } else { "openai-compatible" },
-            "base_url": llm.base_url(),
+            "base_url": llm.base_url_for_display(),
             "name": if llm.is_demo() { "builtin-demo" } else { llm.llm_model.as_str() },
             "demo": llm.is_demo(),
             "limits": {

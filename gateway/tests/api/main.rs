@@ -10,6 +10,7 @@ mod recovery;
 mod rest;
 mod security_canary;
 mod security_claims;
+mod security_disclosure;
 mod security_frames;
 mod security_jwt;
 mod security_limits;

@@ -48,10 +48,32 @@ impl From<OpenAIError> for LlmError {
                     _ => LlmError::Unreadable(shorten(&content)),
                 }
             }
-            OpenAIError::Reqwest(error) => LlmError::Transport(error_chain(&error)),
-            other => LlmError::Transport(other.to_string()),
+            // reqwest names the request's URL in its errors, the base URL's query (a
+            // key, for some providers) included: errors are logged, so it goes.
+            OpenAIError::Reqwest(error) => {
+                LlmError::Transport(without_urls(&error_chain(&error.without_url())))
+            }
+            other => LlmError::Transport(without_urls(&other.to_string())),
         }
     }
+}
+
+/// `text` without reqwest's ` for url (...)` parts (errors wrapped into strings
+/// before they reach us still carry them).
+fn without_urls(text: &str) -> String {
+    const MARK: &str = " for url (";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + MARK.len()..];
+        // URLs hold no spaces; the part ends at the `)` before the next space or end.
+        let end = after.find(' ').unwrap_or(after.len());
+        let url_end = after[..end].rfind(')').map_or(end, |p| p + 1);
+        rest = &after[url_end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What the model sends, in order: any number of `Text`, then one `End`.
@@ -302,6 +324,21 @@ mod tests {
         let mut calls = ToolCallAssembler::default();
         calls.add(fragment(None, None, Some("f"), "{}"));
         assert_eq!(calls.finish(), [ToolCall::new("call_0", "f", "{}")]);
+    }
+
+    #[test]
+    fn urls_are_cut_out_of_transport_errors() {
+        assert_eq!(
+            without_urls(
+                "error sending request for url (http://h/v1?api_key=sk-1/chat/completions): client error (Connect)"
+            ),
+            "error sending request: client error (Connect)"
+        );
+        assert_eq!(
+            without_urls("stream failed: error decoding response body for url (http://h/v1?k=s)"),
+            "stream failed: error decoding response body"
+        );
+        assert_eq!(without_urls("no url here"), "no url here");
     }
 
     async fn run(items: Vec<Result<Chunk, OpenAIError>>) -> Vec<Result<LlmEvent, String>> {
