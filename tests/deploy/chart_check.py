@@ -35,6 +35,11 @@ CRD_KINDS = {"ScaledObject", "ServiceMonitor"}
 AGENT = """name: Chart Agent
 system_prompt: |
   You answer questions about the clinic.
+tools:
+  - name: clinic_hours
+    type: knowledge_base
+    description: Opening hours of the clinic.
+    documents: ./kb
 """
 
 # Each option on, one case at a time; "run" is what the Docker step starts.

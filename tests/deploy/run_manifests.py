@@ -264,6 +264,11 @@ def main():
     docker("network", "create", "--label", args.label, cluster.network)
     try:
         run(cluster)
+    except BaseException:
+        for name in cluster.containers.values():
+            print(f"--- {name} (last 30 log lines)", file=sys.stderr)
+            print(docker("logs", "--tail", "30", name, check=False), file=sys.stderr)
+        raise
     finally:
         cluster.close()
 
@@ -295,11 +300,9 @@ def run(cluster):
     if kb != agent_config["kb-hours.md"].rstrip("\n"):
         fail("the mounted knowledge-base document differs from the ConfigMap")
     health = json.load(urllib.request.urlopen(f"http://127.0.0.1:{gateway.host_port('http')}/health"))
-    supports_agent_file = "AGENT_FILE" in docker("run", "--rm", "--entrypoint", "/usr/local/bin/gateway", gateway_image, "--help")
-    if supports_agent_file and health["agent"] != "Chart Agent":
+    if health["agent"] != "Chart Agent":
         fail(f"/health names agent {health['agent']!r}, not the mounted agent file's")
-    print(f"chart run: agent file mounted read-only at {agent_path}; /health agent {health['agent']!r}"
-          + ("" if supports_agent_file else " (this gateway build has no AGENT_FILE setting yet)"))
+    print(f"chart run: agent file mounted read-only at {agent_path}; /health agent {health['agent']!r}")
 
     # 2. The KEDA metric, before any worker ever ran.
     stream, group = trigger["stream"], trigger["consumerGroup"]
@@ -347,6 +350,37 @@ def run(cluster):
             and second.startswith('Reply 2 to "What about Saturday?" after 1 earlier user and 1 assistant messages.')):
         fail(f"seed 004 client got {result['responses']}")
     print("chart run: the seed 004 client chatted through the rendered gateway and worker")
+
+    # 3a. The agent file's knowledge-base tool over the mounted document: the worker
+    # indexed the mounted kb/ at start-up, and, where the worker offers the agent's
+    # tools to the model, the mock LLM calls the one a [mock:tool=NAME] directive
+    # names and quotes its result.
+    status = json.load(urllib.request.urlopen(f"{base}/status"))
+    tools = [t["name"] for t in status.get("agent", {}).get("tools", [])]
+    if tools != ["clinic_hours"]:
+        fail(f"/status lists tools {tools}, not the agent file's")
+    kb_dir = str(pathlib.Path(agent_path).parent / "kb")
+    indexed = [json.loads(line)["fields"] for line in docker("logs", worker.name).splitlines()
+               if line.startswith("{") and "knowledge base indexed" in line]
+    if not any(pathlib.Path(f["folder"]).resolve() == pathlib.Path(kb_dir) and f["passages"] >= 1 for f in indexed):
+        fail(f"the worker did not index the mounted {kb_dir}: {indexed}")
+    request = urllib.request.Request(f"{base}/api/create-session", data=b"{}", method="POST",
+                                     headers={"content-type": "application/json"})
+    session = json.load(urllib.request.urlopen(request))["session_id"]
+    with connect(f"{ws_base}/ws/{session}", open_timeout=10) as sock:
+        sock.send(json.dumps({"message": "[mock:tool=clinic_hours] When are blood tests?"}))
+        events = []
+        while not (events and events[-1].get("status") == "ready" and any(e["type"] == "complete" for e in events)):
+            events.append(json.loads(sock.recv(timeout=30)))
+    called = [e["function_name"] for e in events if e["type"] == "function_called"]
+    answer = next(e["full_response"] for e in events if e["type"] == "complete")
+    if called:
+        if called != ["clinic_hours"] or agent_config["kb-hours.md"].strip() not in answer:
+            fail(f"knowledge-base tool: called {called}, answer {answer!r}")
+        print(f"chart run: the agent's knowledge_base tool answered from the mounted kb/hours.md: {answer[:60]!r}")
+    else:
+        print(f"chart run: the worker indexed the mounted {kb_dir} ({indexed[0]['passages']} passage); "
+              "this worker build offers no tools to the model yet, so no tool call was made")
 
     # 3b. What each ServiceMonitor scrapes: Service port -> container port -> path.
     started_by_component = {"gateway": gateway, "worker": worker}
