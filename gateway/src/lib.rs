@@ -14,6 +14,8 @@
 //! - [`server`]: the HTTP/1.1 accept loop (header-read timeout, graceful stop).
 //! - [`auth`]: JWT verification and who the caller is.
 //! - [`limits`]: rate limits, socket caps, origins, client addresses.
+//! - [`socket_url`]: the `websocket_url` clients are told (`PUBLIC_URL`, or a checked
+//!   `Host`).
 //! - [`security`]: the above, built once from the settings.
 
 pub mod auth;
@@ -23,6 +25,7 @@ pub mod routes;
 pub mod security;
 pub mod server;
 pub mod settings;
+pub mod socket_url;
 pub mod startup;
 pub mod state;
 pub mod ws;

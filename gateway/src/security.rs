@@ -10,6 +10,7 @@ use crate::limits::origin::OriginPolicy;
 use crate::limits::settings::ProtectionSettings;
 use crate::limits::sockets::{ConnectionCap, SlotKeeper};
 use crate::settings::Settings;
+use crate::socket_url::SocketUrls;
 
 /// What stands between a stranger and the bill; one per instance, shared by `AppState`.
 pub struct Security {
@@ -22,6 +23,8 @@ pub struct Security {
     /// The sockets' slot upkeep (refresh, then release when the socket ends); a
     /// stopping instance waits for it so its sockets' slots are freed, not left to lapse.
     pub slots: SlotKeeper,
+    /// What `websocket_url` is built from (`PUBLIC_URL`, checked at start-up).
+    pub socket_urls: SocketUrls,
 }
 
 impl Security {
@@ -48,6 +51,7 @@ impl Security {
             connections: ConnectionCap::new(protection.max_connections),
             settings: protection.clone(),
             slots: SlotKeeper::default(),
+            socket_urls: SocketUrls::parse(settings.public_url.as_deref())?,
         })
     }
 

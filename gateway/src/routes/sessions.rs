@@ -3,12 +3,14 @@
 use super::ownership::{claim_session_slot, load_owned, release_session_slot, require_owner};
 use crate::auth::caller::Caller;
 use crate::error::ApiError;
+use crate::socket_url::BadHost;
 use crate::state::AppState;
-use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use shared::clock;
@@ -16,6 +18,7 @@ use shared::ids::{MessageId, SessionId, UserId};
 use shared::model::{CancelOutcome, NewSession};
 use shared::wire::Protocol;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
 /// Default and largest `?limit=` of `GET .../messages`.
 const DEFAULT_PAGE: usize = 50;
@@ -30,8 +33,27 @@ struct CreateSessionBody {
     protocol: Option<Protocol>,
 }
 
-fn parse_id(raw: &str) -> Result<SessionId, ApiError> {
-    SessionId::parse(raw).map_err(|e| ApiError::InvalidRequest(format!("{e}.")))
+/// The `{id}` of a session route, parsed once. Every way it can be wrong (its
+/// percent-escapes decode to no UTF-8 text, or it is not a valid id) is the contract's
+/// JSON `invalid_request`, never axum's plain-text rejection.
+pub struct SessionPath(pub SessionId);
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| {
+                ApiError::InvalidRequest(
+                    "The session id in the path is not valid: its percent-escapes do not decode to UTF-8 text."
+                        .into(),
+                )
+            })?;
+        SessionId::parse(&raw)
+            .map(SessionPath)
+            .map_err(|e| ApiError::InvalidRequest(format!("{e}.")))
+    }
 }
 
 /// `POST /api/create-session`.
@@ -42,9 +64,24 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body = body?;
+    // Checked before anything is created: a Host that cannot be used is refused.
+    let new_id = SessionId::new_random();
+    let proxied = peer.is_some_and(|Extension(ConnectInfo(addr))| {
+        state.security.trusted_proxies.trusts(addr.ip())
+    });
+    let websocket_url = state
+        .security
+        .socket_urls
+        .for_request(&headers, proxied, state.settings.port, &new_id)
+        .map_err(|BadHost| {
+            ApiError::InvalidRequest(
+                "The Host header is not a valid host[:port]; the server cannot tell clients where to connect.".into(),
+            )
+        })?;
     let limits = &state.settings.limits;
     let request: CreateSessionBody = if body.iter().all(u8::is_ascii_whitespace) {
         CreateSessionBody::default()
@@ -75,7 +112,7 @@ pub async fn create(
     }
     let created_at_ms = clock::now_millis();
     let new = NewSession {
-        id: SessionId::new_random(),
+        id: new_id,
         user_id,
         metadata,
         protocol: request.protocol.unwrap_or(Protocol::Stream),
@@ -92,7 +129,6 @@ pub async fn create(
         // A random v4 UUID collided: astronomically unlikely, but never overwrite.
         return Err(ApiError::InvalidRequest("Please retry.".into()));
     }
-    let websocket_url = websocket_url(&state, &headers, &new.id);
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -105,39 +141,12 @@ pub async fn create(
     ))
 }
 
-/// The socket URL clients should use: the configured public URL, else what the
-/// request says about how it reached us.
-fn websocket_url(state: &AppState, headers: &HeaderMap, id: &SessionId) -> String {
-    if let Some(public) = &state.settings.public_url {
-        let base = public.trim_end_matches('/');
-        let base = if let Some(rest) = base.strip_prefix("https://") {
-            format!("wss://{rest}")
-        } else if let Some(rest) = base.strip_prefix("http://") {
-            format!("ws://{rest}")
-        } else {
-            base.to_owned()
-        };
-        return format!("{base}/ws/{id}");
-    }
-    let header_str = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    let host = header_str(header::HOST.as_str())
-        .filter(|h| !h.is_empty() && !h.contains(['/', ' ', '@']))
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("localhost:{}", state.settings.port));
-    let secure = header_str("x-forwarded-proto")
-        .and_then(|p| p.split(',').next())
-        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
-    let scheme = if secure { "wss" } else { "ws" };
-    format!("{scheme}://{host}/ws/{id}")
-}
-
 /// `GET /api/session/{id}/info`.
 pub async fn info(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw_id): Path<String>,
+    SessionPath(id): SessionPath,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&raw_id)?;
     let session = load_owned(&state, &caller, &id).await?;
     Ok(Json(json!({
         "session_id": session.id,
@@ -156,9 +165,8 @@ pub async fn info(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw_id): Path<String>,
+    SessionPath(id): SessionPath,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&raw_id)?;
     // Checked, then deleted: only a client-chosen id deleted and re-created by another
     // user in between could be hit, and only by its former owner.
     let owner = require_owner(&state, &caller, &id).await?;
@@ -178,9 +186,8 @@ pub async fn delete(
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw_id): Path<String>,
+    SessionPath(id): SessionPath,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&raw_id)?;
     require_owner(&state, &caller, &id).await?;
     let status = match state.backend.cancel(&id).await? {
         CancelOutcome::Cancelled => "cancelled",
@@ -194,10 +201,10 @@ pub async fn cancel(
 pub async fn messages(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw_id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    SessionPath(id): SessionPath,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&raw_id)?;
+    let Query(query) = query?;
     let limit = match query.get("limit") {
         None => DEFAULT_PAGE,
         Some(raw) => raw

@@ -6,7 +6,13 @@
 // - every session event carries `seq`: events at or below the highest seen are dropped,
 //   and a reconnect asks for `last_seq=N` so the server replays only what was missed;
 // - streaming bubbles are keyed by `message_id`; `complete` is authoritative.
-// An optional ?token=<JWT> is passed on for gateways that have authentication on.
+// For gateways with authentication on, the token (JWT) comes from the page's fragment
+// (`/demo#token=<JWT>`: a fragment is never sent to a server, so it is in no access
+// log) or, when the gateway answers 401 / 4401, from a prompt. It is removed from the
+// address at once (history.replaceState: not in browser history either; an old
+// `?token=` is removed the same way), kept in sessionStorage for reloads of this tab,
+// and sent as `Authorization: Bearer` on REST and as the `bearer` subprotocol on the
+// socket, never in a URL.
 (() => {
   'use strict';
 
@@ -23,8 +29,36 @@
     stop: $('stop'), newChat: $('new-chat'), pill: $('conn'), service: $('service'),
     sessionLabel: $('session-id'),
   };
+  const TOKEN_KEY = 'chat-demo-token';
   const params = new URLSearchParams(location.search);
-  const token = params.get('token');
+  let token = takeToken();
+
+  // The token of the address, if any, removed from it; else the one of this tab.
+  function takeToken() {
+    const fragment = new URLSearchParams(location.hash.slice(1));
+    const found = fragment.get('token') || params.get('token');
+    if (fragment.has('token') || params.has('token')) {
+      fragment.delete('token');
+      params.delete('token');
+      const q = params.toString();
+      const h = fragment.toString();
+      history.replaceState(null, '', location.pathname + (q ? `?${q}` : '') + (h ? `#${h}` : ''));
+    }
+    if (found && found.trim()) {
+      sessionStorage.setItem(TOKEN_KEY, found.trim());
+      return found.trim();
+    }
+    return sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  // Asks the person for a token; false when they gave none.
+  function askToken(reason) {
+    const entered = window.prompt(`${reason}\nPaste a token (JWT) for this gateway:`);
+    if (!entered || !entered.trim()) return false;
+    token = entered.trim();
+    sessionStorage.setItem(TOKEN_KEY, token);
+    return true;
+  }
 
   const state = {
     sessionId: null,
@@ -139,12 +173,15 @@
 
   // ---------- REST ----------
 
-  async function api(method, path, body) {
+  async function api(method, path, body, retried) {
     const headers = { Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (token) headers.Authorization = `Bearer ${token}`;
     const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     const data = await res.json().catch(() => ({}));
+    if (res.status === 401 && !retried && askToken(data.message || 'This gateway needs a token.')) {
+      return api(method, path, body, true);
+    }
     return { status: res.status, ok: res.ok, data };
   }
 
@@ -212,12 +249,11 @@
     clearTimeout(retryTimer);
     const q = new URLSearchParams({ protocol: 'stream' });
     if (state.everConnected) q.set('last_seq', String(state.lastSeq));
-    if (token) q.set('token', token);
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const url = `${scheme}//${location.host}/ws/${encodeURIComponent(state.sessionId)}?${q}`;
     state.lastSocketUrl = url;
     setStatus(state.everConnected ? 'reconnecting' : 'connecting');
-    const ws = new WebSocket(url);
+    const ws = token ? new WebSocket(url, ['bearer', token]) : new WebSocket(url);
     state.ws = ws;
     ws.onmessage = (e) => {
       if (ws !== state.ws || typeof e.data !== 'string') return;
@@ -247,8 +283,9 @@
     state.ws = null;
     if (e.code === 4404) { startSession(true, GONE); return; }
     if (e.code === 4401) {
+      if (askToken('The gateway refused the token (missing, invalid or expired).')) { connect(); return; }
       setStatus('offline');
-      addError('The gateway refused the connection: a valid token is needed (add ?token=… to the address).');
+      addError('The gateway refused the connection: a valid token is needed (open the page as /demo#token=…).');
       return;
     }
     setStatus(state.everConnected ? 'reconnecting' : 'connecting');

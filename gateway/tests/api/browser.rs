@@ -52,3 +52,28 @@ async fn demo_page_streams_resumes_and_reloads_in_chromium() {
     let (_, history) = env.gw().get(&format!("/api/session/{id}/messages")).await;
     assert_eq!(history["messages"].as_array().map(Vec::len), Some(4));
 }
+
+/// Issue 10, item 6: with authentication on, the page takes its token from the URL
+/// fragment (or a prompt), drops it from the address and never puts it in a URL it
+/// requests; it runs under its Content-Security-Policy without a violation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_page_takes_its_token_from_the_fragment_or_a_prompt() {
+    let env = crate::security_support::auth_env(|_| {}).await;
+    let token = crate::security_support::token("browser-user");
+    let result = TestGateway::run_node(
+        "browser",
+        "demo-token-test.mjs",
+        &[&env.gw().url(""), &token],
+    )
+    .await;
+    assert_eq!(result["ok"], true, "{result}");
+    for case in ["fragment", "query", "prompt"] {
+        let address = result[case]["address"].as_str().expect("address");
+        assert!(!address.contains("token"), "{case}: {address}");
+    }
+    assert_eq!(result["fragment"]["prompts"], 0, "{result}");
+    assert!(result["prompt"]["prompts"].as_u64() >= Some(1), "{result}");
+    for socket in result["fragment"]["sockets"].as_array().unwrap() {
+        assert!(!socket.as_str().unwrap().contains(&token), "{result}");
+    }
+}

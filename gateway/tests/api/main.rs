@@ -16,6 +16,7 @@ mod security_jwt;
 mod security_limits;
 mod security_ownership;
 mod security_support;
+mod security_surface;
 mod seeds;
 mod tools;
 mod ws_simple;
