@@ -99,6 +99,7 @@ impl Application {
                     format!("{instance}-embedded"),
                     worker_shutdown.clone(),
                 )
+                .map(|running| running.task)
             })
             .transpose()?;
         let state = AppState {

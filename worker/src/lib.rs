@@ -29,6 +29,14 @@ use shared::backend::Backend;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// A consumer started by [`spawn`].
+pub struct Running {
+    /// Ends when the consumer has stopped (after `shutdown` and the drain).
+    pub task: JoinHandle<()>,
+    /// Whether its intake is reading (for `/readyz`).
+    pub reading: consumer::Reading,
+}
+
 /// Starts a consumer on `backend`; it stops (draining) when `shutdown` is cancelled.
 /// Fails, before anything runs, when a tool of the agent cannot be set up.
 pub fn spawn(
@@ -37,7 +45,7 @@ pub fn spawn(
     consumer: ConsumerSettings,
     consumer_name: String,
     shutdown: CancellationToken,
-) -> Result<JoinHandle<()>, tools::ToolError> {
+) -> Result<Running, tools::ToolError> {
     shared::metrics::register(shared::metrics::Role::Worker);
     let tools = tools::Toolbox::build(llm_settings.agent.as_deref(), &llm_settings.tools)?;
     let answerer = Answerer {
@@ -48,11 +56,14 @@ pub fn spawn(
         cancels: cancel::CancelRegistry::default(),
         tools,
     };
-    Ok(tokio::spawn(consumer::run(
+    let reading = consumer::Reading::default();
+    let task = tokio::spawn(consumer::run(
         answerer,
         consumer_name,
         shutdown,
-    )))
+        reading.clone(),
+    ));
+    Ok(Running { task, reading })
 }
 
 /// A consumer name unique to this process: host name plus a short random suffix.

@@ -66,26 +66,26 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let shutdown = CancellationToken::new();
+    let consumer = worker::spawn(
+        backend.clone(),
+        settings.llm,
+        settings.consumer,
+        name,
+        shutdown.clone(),
+    )?;
     let probes = tokio::spawn({
         let shutdown = shutdown.clone();
-        let app = worker::probes::router(backend.clone());
+        let app = worker::probes::router(backend, consumer.reading.clone());
         async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await
         }
     });
-    let consumer = worker::spawn(
-        backend,
-        settings.llm,
-        settings.consumer,
-        name,
-        shutdown.clone(),
-    )?;
     shared::shutdown::signal().await;
     tracing::info!("stopping: no new messages; finishing in-flight answers");
     shutdown.cancel();
-    consumer.await?;
+    consumer.task.await?;
     probes.await??;
     Ok(())
 }

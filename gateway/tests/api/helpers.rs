@@ -170,7 +170,8 @@ impl TestEnv {
             name,
             shutdown.clone(),
         )
-        .expect("worker tools set up");
+        .expect("worker tools set up")
+        .task;
         self.workers.push((shutdown, task));
     }
 

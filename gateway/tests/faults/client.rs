@@ -8,6 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
+use std::time::Instant as StdInstant;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -52,6 +53,28 @@ impl Tally {
     }
 }
 
+/// One message as the client saw it, for the audit and the timing checks.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub text: String,
+    pub outcome: Outcome,
+    /// When it was first sent.
+    pub sent_at: StdInstant,
+    /// Its first `typing` status: a worker started on it.
+    pub started_at: Option<StdInstant>,
+    /// Its `complete` or `error`.
+    pub done_at: Option<StdInstant>,
+    /// A `restarted` status came: another worker took it over.
+    pub restarted: bool,
+}
+
+impl Exchange {
+    /// From the first `typing` to the outcome: how long answering took once begun.
+    pub fn answer_time(&self) -> Option<Duration> {
+        Some(self.done_at?.saturating_duration_since(self.started_at?))
+    }
+}
+
 pub struct ChatClient {
     gateways: Vec<String>,
     current: usize,
@@ -62,6 +85,8 @@ pub struct ChatClient {
     outcomes: HashMap<String, u64>,
     streamed: HashMap<String, String>,
     pub tally: Tally,
+    /// Every message sent, in order.
+    pub exchanges: Vec<Exchange>,
 }
 
 impl ChatClient {
@@ -95,6 +120,7 @@ impl ChatClient {
             outcomes: HashMap::new(),
             streamed: HashMap::new(),
             tally: Tally::default(),
+            exchanges: Vec::new(),
         }
     }
 
@@ -135,6 +161,21 @@ impl ChatClient {
 
     /// Sends `text` and waits for its one outcome, resuming and resending as needed.
     pub async fn exchange(&mut self, text: &str, within: Duration) -> Outcome {
+        self.exchanges.push(Exchange {
+            text: text.to_owned(),
+            outcome: Outcome::Unanswered,
+            sent_at: StdInstant::now(),
+            started_at: None,
+            done_at: None,
+            restarted: false,
+        });
+        let outcome = self.exchange_inner(text, within).await;
+        let record = self.exchanges.last_mut().expect("just pushed");
+        record.outcome = outcome.clone();
+        outcome
+    }
+
+    async fn exchange_inner(&mut self, text: &str, within: Duration) -> Outcome {
         self.tally.messages += 1;
         let deadline = Instant::now() + within;
         let client_message_id = uuid::Uuid::new_v4().to_string();
@@ -204,10 +245,18 @@ impl ChatClient {
             if mine.is_none() && self.known.insert(message_id.clone()) {
                 mine = Some(message_id.clone());
             }
+            let is_mine = mine.as_deref() == Some(message_id.as_str());
+            let record = self.exchanges.last_mut().expect("recorded");
             match (event["type"].as_str(), event["status"].as_str()) {
+                (Some("status"), Some("typing")) if is_mine => {
+                    record.started_at.get_or_insert_with(StdInstant::now);
+                }
                 (Some("status"), Some("restarted")) => {
                     self.tally.restarts_seen += 1;
                     self.streamed.remove(&message_id);
+                    if is_mine {
+                        record.restarted = true;
+                    }
                 }
                 (Some("chunk"), _) => {
                     let text = event["content"].as_str().unwrap_or_default();
@@ -223,9 +272,10 @@ impl ChatClient {
                         self.tally.duplicate_outcomes += 1;
                         continue;
                     }
-                    if mine.as_deref() != Some(message_id.as_str()) {
+                    if !is_mine {
                         continue;
                     }
+                    record.done_at = Some(StdInstant::now());
                     if event["type"] == "complete" {
                         let full = event["full_response"]
                             .as_str()

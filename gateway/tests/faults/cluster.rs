@@ -27,6 +27,8 @@ pub fn binary(name: &str, package: &str) -> PathBuf {
 /// A child process, SIGKILLed on drop.
 pub struct Proc {
     child: Option<Child>,
+    /// A worker's consumer name in the `workers` group.
+    pub worker_id: Option<String>,
 }
 
 impl Proc {
@@ -39,7 +41,10 @@ impl Proc {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        Self { child: Some(child) }
+        Self {
+            child: Some(child),
+            worker_id: None,
+        }
     }
 
     /// SIGKILL, at once.
@@ -211,17 +216,31 @@ impl Cluster {
     pub fn spawn_worker_on(&self, index: usize, probe_port: u16) -> Proc {
         let mut command = Command::new(binary("worker", "worker"));
         self.common_env(&mut command);
+        let worker_id = format!("faults-worker-{index}-{}", free_port());
         command
             .env("WORKER_HTTP_HOST", "127.0.0.1")
             .env("WORKER_HTTP_PORT", probe_port.to_string())
-            .env(
-                "WORKER_ID",
-                format!("faults-worker-{index}-{}", free_port()),
-            );
+            .env("WORKER_ID", &worker_id);
         for (key, value) in &self.worker_env {
             command.env(key, value);
         }
-        Proc::spawn(&format!("worker-{index}"), command)
+        let mut proc = Proc::spawn(&format!("worker-{index}"), command);
+        proc.worker_id = Some(worker_id);
+        proc
+    }
+
+    /// Sets a variable for the workers started from now on.
+    pub fn set_worker_env(&mut self, key: &str, value: &str) {
+        self.worker_env.retain(|(k, _)| k != key);
+        self.worker_env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// Reads this cluster's Redis directly (for audits), without its lock.
+    pub fn inspector(&self) -> Inspector {
+        Inspector {
+            port: self.redis.port(),
+            keys: shared::keys::Keys::new(&self.prefix),
+        }
     }
 
     pub fn gateway_urls(&self) -> Vec<String> {
@@ -239,5 +258,54 @@ impl Cluster {
             .output()
             .expect("redis-cli runs");
         String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+/// Direct reads of the cluster's Redis: what is still waiting, and what a worker holds.
+#[derive(Clone)]
+pub struct Inspector {
+    port: u16,
+    keys: shared::keys::Keys,
+}
+
+impl Inspector {
+    fn cli(&self, args: &[&str]) -> Vec<String> {
+        let output = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The ids of the session's messages still waiting for an answer (its pending
+    /// list: what the inbox entry of the session stands for).
+    pub fn waiting(&self, session_id: &str) -> Vec<String> {
+        let id = shared::ids::SessionId::parse(session_id).expect("session id");
+        self.cli(&["LRANGE", &self.keys.pending(&id), "0", "-1"])
+            .iter()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter_map(|message| message["id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The sessions whose inbox entries `consumer` holds (delivered, unacknowledged).
+    pub fn held_by(&self, consumer: &str) -> Vec<String> {
+        let inbox = self.keys.inbox();
+        // XPENDING's extended form: id, consumer, idle ms, deliveries per entry.
+        let group = shared::keys::WORKER_GROUP;
+        let pending = self.cli(&["XPENDING", &inbox, group, "-", "+", "1000", consumer]);
+        pending
+            .chunks(4)
+            .filter_map(|entry| entry.first())
+            .flat_map(|entry_id| {
+                let fields = self.cli(&["XRANGE", &inbox, entry_id, entry_id]);
+                let at = fields.iter().position(|f| f == "session");
+                at.and_then(|at| fields.get(at + 1).cloned())
+            })
+            .collect()
     }
 }

@@ -3,12 +3,18 @@
 //! clients chat. Every scenario prints
 //! its figures and asserts that nothing was lost, duplicated or left unanswered, and
 //! that every answer is the right one for its conversation.
+//!
+//! "Unanswered" is what a client saw: no outcome within its deadline. "Lost" is
+//! measured apart from it, afterwards, against the store: a message the client sent
+//! that is not in the session's history (`GET .../messages`), or that is there with
+//! neither a stored answer, nor an `error` the client saw, nor a place among the
+//! session's messages still waiting in the inbox.
 
 mod client;
 mod cluster;
 
 use client::{ChatClient, Outcome, Tally};
-use cluster::{Cluster, TOKENS};
+use cluster::{Cluster, Inspector, TOKENS};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -51,9 +57,18 @@ async fn converse(gateways: Vec<String>, index: usize, turns: usize) -> (Tally, 
     (client.tally.clone(), wrong, client)
 }
 
-/// Checks the stored history against what the client saw: every message once, one
-/// answer per completed message.
-async fn check_history(gateways: &[String], client: &ChatClient) -> u64 {
+/// What the store holds for one client's session, compared with what it saw.
+#[derive(Default)]
+struct Audit {
+    /// Sent, and then missing or neither answered nor failed nor waiting.
+    lost: u64,
+    /// Stored twice, answers not matching the completes, and the like.
+    history_problems: u64,
+}
+
+/// Audits one client's session: every message it sent is stored once and is
+/// answered, failed (as the client saw) or still waiting; one answer per `complete`.
+async fn audit(gateways: &[String], client: &ChatClient, inspector: &Inspector) -> Audit {
     let url = format!(
         "http://{}/api/session/{}/messages?limit=200",
         gateways[0], client.session_id
@@ -65,57 +80,92 @@ async fn check_history(gateways: &[String], client: &ChatClient) -> u64 {
         .await
         .expect("json");
     let messages = history["messages"].as_array().expect("messages");
-    let users = messages.iter().filter(|m| m["role"] == "user").count() as u64;
+    let waiting = inspector.waiting(&client.session_id);
     let answers: Vec<&Value> = messages
         .iter()
         .filter(|m| m["role"] == "assistant")
         .collect();
-    let distinct: std::collections::HashSet<&str> = answers
+    let answered: std::collections::HashSet<&str> = answers
         .iter()
         .filter_map(|m| m["reply_to"].as_str())
         .collect();
-    let mut problems = 0;
-    if users != client.tally.messages {
-        eprintln!(
-            "session {}: {users} user messages stored for {} sent",
-            client.session_id, client.tally.messages
-        );
-        problems += 1;
+    let mut audit = Audit::default();
+    for exchange in &client.exchanges {
+        let stored: Vec<&Value> = messages
+            .iter()
+            .filter(|m| m["role"] == "user" && m["content"] == exchange.text.as_str())
+            .collect();
+        let Some(user) = stored.first() else {
+            eprintln!(
+                "session {}: {:?} was sent and is not stored",
+                client.session_id, exchange.text
+            );
+            audit.lost += 1;
+            continue;
+        };
+        if stored.len() > 1 {
+            eprintln!(
+                "session {}: {:?} stored {} times",
+                client.session_id,
+                exchange.text,
+                stored.len()
+            );
+            audit.history_problems += 1;
+        }
+        let id = user["id"].as_str().unwrap_or_default();
+        let failed = matches!(exchange.outcome, Outcome::Error(_));
+        if !answered.contains(id) && !failed && !waiting.iter().any(|w| w == id) {
+            eprintln!(
+                "session {}: {:?} is stored but neither answered, failed nor waiting",
+                client.session_id, exchange.text
+            );
+            audit.lost += 1;
+        }
     }
-    if answers.len() as u64 != client.tally.completes || distinct.len() != answers.len() {
+    if answers.len() as u64 != client.tally.completes || answered.len() != answers.len() {
         eprintln!(
             "session {}: {} answers stored for {} completes",
             client.session_id,
             answers.len(),
             client.tally.completes
         );
-        problems += 1;
+        audit.history_problems += 1;
     }
-    problems
+    audit
 }
 
 struct Verdict {
     tally: Tally,
     wrong_answers: u64,
+    lost: u64,
     history_problems: u64,
+    clients: Vec<ChatClient>,
 }
 
-async fn run_clients(gateways: Vec<String>, clients: usize, turns: usize) -> Verdict {
+async fn run_clients(
+    gateways: Vec<String>,
+    inspector: Inspector,
+    clients: usize,
+    turns: usize,
+) -> Verdict {
     let runs = (0..clients).map(|i| converse(gateways.clone(), i, turns));
     let results = join_all(runs).await;
-    let mut tally = Tally::default();
-    let mut wrong_answers = 0;
-    let mut history_problems = 0;
-    for (t, wrong, client) in &results {
-        tally.add(t);
-        wrong_answers += wrong;
-        history_problems += check_history(&gateways, client).await;
+    let mut verdict = Verdict {
+        tally: Tally::default(),
+        wrong_answers: 0,
+        lost: 0,
+        history_problems: 0,
+        clients: Vec::new(),
+    };
+    for (t, wrong, client) in results {
+        verdict.tally.add(&t);
+        verdict.wrong_answers += wrong;
+        let audit = audit(&gateways, &client, &inspector).await;
+        verdict.lost += audit.lost;
+        verdict.history_problems += audit.history_problems;
+        verdict.clients.push(client);
     }
-    Verdict {
-        tally,
-        wrong_answers,
-        history_problems,
-    }
+    verdict
 }
 
 fn report(
@@ -133,7 +183,7 @@ fn report(
          unanswered {}, errors {}, seq gaps {}, complete!=chunks {}, wrong answers {}, history problems {}; \
          {} restarts announced, {} reconnects",
         t.messages,
-        t.unanswered,
+        verdict.lost,
         t.duplicate_outcomes,
         t.unanswered,
         t.errors,
@@ -144,6 +194,7 @@ fn report(
         t.restarts_seen,
         t.reconnects,
     );
+    assert_eq!(verdict.lost, 0, "lost messages");
     assert_eq!(t.unanswered, 0, "unanswered messages");
     assert_eq!(t.duplicate_outcomes, 0, "duplicate outcomes");
     assert_eq!(t.errors, 0, "errors");
@@ -200,6 +251,7 @@ fn pick(n: u64) -> u64 {
 async fn worker_kills_mid_stream_lose_nothing() {
     let cluster = Arc::new(Mutex::new(Cluster::start(2, 3, &[])));
     let gateways = cluster.lock().unwrap().gateway_urls();
+    let inspector = cluster.lock().unwrap().inspector();
     let kills = Arc::new(AtomicU64::new(0));
     let chaos = {
         let (cluster, kills) = (cluster.clone(), kills.clone());
@@ -225,7 +277,7 @@ async fn worker_kills_mid_stream_lose_nothing() {
             }
         })
     };
-    let verdict = run_clients(gateways, 8, 5).await;
+    let verdict = run_clients(gateways, inspector, 8, 5).await;
     chaos.finish();
     report("workers", &verdict, kills.load(Ordering::Acquire), 0, 0, 0);
     assert!(kills.load(Ordering::Acquire) >= 3, "the chaos ran");
@@ -239,6 +291,7 @@ async fn worker_kills_mid_stream_lose_nothing() {
 async fn gateway_kills_and_stops_resume_on_the_other() {
     let cluster = Arc::new(Mutex::new(Cluster::start(2, 2, &[])));
     let gateways = cluster.lock().unwrap().gateway_urls();
+    let inspector = cluster.lock().unwrap().inspector();
     let kills = Arc::new(AtomicU64::new(0));
     let chaos = {
         let (cluster, kills) = (cluster.clone(), kills.clone());
@@ -269,7 +322,7 @@ async fn gateway_kills_and_stops_resume_on_the_other() {
             }
         })
     };
-    let verdict = run_clients(gateways, 6, 6).await;
+    let verdict = run_clients(gateways, inspector, 6, 6).await;
     chaos.finish();
     report("gateways", &verdict, 0, kills.load(Ordering::Acquire), 0, 0);
     assert!(kills.load(Ordering::Acquire) >= 2, "the chaos ran");
@@ -284,6 +337,7 @@ async fn redis_restart_and_pubsub_kill_lose_nothing() {
     let aof = ["--appendonly", "yes", "--appendfsync", "always"];
     let cluster = Arc::new(Mutex::new(Cluster::start(2, 2, &aof)));
     let gateways = cluster.lock().unwrap().gateway_urls();
+    let inspector = cluster.lock().unwrap().inspector();
     let chaos = {
         let cluster = cluster.clone();
         std::thread::spawn(move || {
@@ -297,7 +351,7 @@ async fn redis_restart_and_pubsub_kill_lose_nothing() {
             killed.trim().parse::<u64>().unwrap_or(0)
         })
     };
-    let verdict = run_clients(gateways.clone(), 6, 6).await;
+    let verdict = run_clients(gateways.clone(), inspector, 6, 6).await;
     let pubsub_killed = chaos.join().unwrap();
     report("redis", &verdict, 0, 0, 1, pubsub_killed);
     assert!(
@@ -335,6 +389,16 @@ async fn a_redis_outage_is_reported_and_survived() {
         Outcome::Complete(_)
     ));
 
+    // A socket attached before the outage, to send on during it.
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/ws/{}?protocol=stream",
+        gateways[0], client.session_id
+    ))
+    .await
+    .expect("socket attaches");
+    let connected = next_text(&mut socket).await;
+    assert_eq!(connected["status"], "connected", "{connected}");
+
     cluster.redis.kill();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while cluster::http_status(&health) != Some(503) || cluster::http_status(&readyz) != Some(503) {
@@ -344,25 +408,19 @@ async fn a_redis_outage_is_reported_and_survived() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // A message sent meanwhile gets a clear error on the socket, not a hang.
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/ws/{}", gateways[0], client.session_id))
-            .await
-            .map(|(s, r)| (Some(s), r))
-            .unwrap_or((None, Default::default()));
-    if let Some(socket) = socket.as_mut() {
-        use futures_util::{SinkExt, StreamExt};
-        let _ = socket
+    // A message sent meanwhile gets the `unavailable` error the README promises.
+    {
+        use futures_util::SinkExt;
+        socket
             .send(tokio_tungstenite::tungstenite::Message::Text(
                 json!({"message": "during"}).to_string().into(),
             ))
-            .await;
-        let answer = tokio::time::timeout(Duration::from_secs(10), socket.next()).await;
-        assert!(
-            answer.is_ok(),
-            "an answer (error event or close) instead of a hang"
-        );
+            .await
+            .expect("send during the outage");
     }
+    let answer = next_text(&mut socket).await;
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert_eq!(answer["code"], "unavailable", "{answer}");
 
     cluster.redis.restart(&aof);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -375,7 +433,149 @@ async fn a_redis_outage_is_reported_and_survived() {
     }
     let after = client.exchange("after", ANSWER_WITHIN).await;
     assert!(matches!(after, Outcome::Complete(_)), "{after:?}");
+    // The refused message was not stored, and nothing else went missing.
+    let audited = audit(&gateways, &client, &cluster.inspector()).await;
+    assert_eq!(audited.lost, 0, "lost messages");
+    assert_eq!(audited.history_problems, 0, "history problems");
     println!(
-        "faults[outage]: /health and /readyz went 503 and back; chat resumed on the same session"
+        "faults[outage]: /health and /readyz went 503 and back; a message sent meanwhile got \
+         `unavailable`; chat resumed on the same session; lost {}",
+        audited.lost
     );
+}
+
+/// Claim lease of the saturation case, as in the measurement that found the starvation.
+const SATURATION_LEASE: Duration = Duration::from_secs(3);
+
+/// How long a worker's blocking inbox read may hold its slots (`worker::answer::INBOX_BLOCK`).
+const INBOX_BLOCK: Duration = worker::answer::INBOX_BLOCK;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_under_saturation_has_its_messages_answered_first() {
+    // 2 workers with 4 slots each, 16 sessions sending back to back: the inbox is never
+    // empty, so a slot is never free for long.
+    let mut cluster = Cluster::start(1, 0, &[]);
+    cluster.set_worker_env("WORKER_CONCURRENCY", "4");
+    cluster.set_worker_env(
+        "WORKER_CLAIM_LEASE_MS",
+        &SATURATION_LEASE.as_millis().to_string(),
+    );
+    for i in 0..2 {
+        let worker = cluster.spawn_worker(i);
+        cluster.workers.push(worker);
+    }
+    let gateways = cluster.gateway_urls();
+    let inspector = cluster.inspector();
+    let cluster = Arc::new(Mutex::new(cluster));
+    let killed = {
+        let cluster = cluster.clone();
+        let inspector = inspector.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(3));
+            let mut cluster = cluster.lock().unwrap();
+            let victim = &mut cluster.workers[0];
+            let consumer = victim.worker_id.clone().expect("a worker id");
+            victim.kill();
+            let at = std::time::Instant::now();
+            // What it held when it died: its pending entries, not reclaimed before a
+            // lease has passed.
+            (at, inspector.held_by(&consumer))
+        })
+    };
+    let verdict = run_clients(gateways, inspector, 16, 8).await;
+    let (killed_at, held) = killed.join().expect("kill thread");
+    report("saturation", &verdict, 1, 0, 0, 0);
+    assert!(!held.is_empty(), "the killed worker held messages");
+
+    // The dead worker's messages: those of its sessions in flight when it died.
+    let reclaimed: Vec<&client::Exchange> = verdict
+        .clients
+        .iter()
+        .filter(|c| held.contains(&c.session_id))
+        .filter_map(|c| {
+            c.exchanges
+                .iter()
+                .find(|e| e.sent_at <= killed_at && e.done_at.is_none_or(|done| done > killed_at))
+        })
+        .collect();
+    assert_eq!(
+        reclaimed.len(),
+        held.len(),
+        "one message in flight per held session"
+    );
+    // Answering time once begun, of every other message of the run.
+    let answer_time = verdict
+        .clients
+        .iter()
+        .flat_map(|c| &c.exchanges)
+        .filter(|e| !reclaimed.iter().any(|r| std::ptr::eq(*r, *e)))
+        .filter_map(client::Exchange::answer_time)
+        .max()
+        .expect("answers were timed");
+    // The dead worker refreshed its claims at most a third of a lease before dying, so
+    // its entries are idle past the lease at most one lease after the kill; a live
+    // intake reclaims every half lease (after a blocking read of at most INBOX_BLOCK
+    // on an empty inbox), the first slot to free up after that is theirs (within one
+    // answer time), and then each is answered (one more answer time). One second
+    // covers process scheduling and Redis round trips.
+    let bound = SATURATION_LEASE
+        + SATURATION_LEASE / 2
+        + INBOX_BLOCK
+        + answer_time * 2
+        + Duration::from_secs(1);
+    let slowest = reclaimed
+        .iter()
+        .map(|e| {
+            e.done_at
+                .expect("answered")
+                .saturating_duration_since(killed_at)
+        })
+        .max()
+        .expect("reclaimed messages");
+    println!(
+        "faults[saturation]: 2 workers x 4 slots, 16 sessions, lease {} ms, 1 worker SIGKILLed \
+         holding {} messages; all answered within {} ms of the kill (bound {} ms = 1.5 lease \
+         + read block {} ms + 2 x longest answer {} ms + 1 s); {} restarts announced",
+        SATURATION_LEASE.as_millis(),
+        reclaimed.len(),
+        slowest.as_millis(),
+        bound.as_millis(),
+        INBOX_BLOCK.as_millis(),
+        answer_time.as_millis(),
+        verdict.tally.restarts_seen,
+    );
+    for exchange in &reclaimed {
+        let after_kill = exchange
+            .done_at
+            .unwrap()
+            .saturating_duration_since(killed_at);
+        assert!(
+            after_kill <= bound,
+            "{:?} was answered {} ms after the kill, past the bound of {} ms",
+            exchange.text,
+            after_kill.as_millis(),
+            bound.as_millis()
+        );
+    }
+}
+
+/// The next text frame of a socket (pings skipped), as JSON, within 10 s.
+async fn next_text(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let frame = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .expect("a frame within 10 s, not a hang");
+        match frame {
+            Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).expect("JSON"),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
 }

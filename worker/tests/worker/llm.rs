@@ -1,12 +1,10 @@
-//! The worker's model client against `mock-llm` over HTTP, through async-openai:
+//! The model client against `mock-llm` over HTTP, through async-openai:
 //! one test per way "OpenAI-compatible" servers differ from the specification
 //! (`[mock:deviate=..]`), each of which must still give the exact answer, and the
 //! provider's errors, which must arrive as [`LlmError::Provider`] with the
 //! provider's message, never as a parse failure.
 
-mod helpers;
-
-use helpers::{expected, start, tool};
+use crate::helpers::{self, expected, start, tool};
 use worker::llm::{LlmError, ToolCall};
 
 /// Asks with one deviation and checks the answer is whole and ends normally.

@@ -1,29 +1,38 @@
-//! A mock LLM per test and the worker's model client pointed at it over HTTP.
+//! A mock LLM per test, the worker's model client pointed at it over HTTP, and a
+//! whole consumer on a private `redis-server`.
 
 use clap::Parser;
 use futures_util::StreamExt;
 use loadtest::mock_llm::{MockServer, MockSettings};
 use serde_json::{Value, json};
 use worker::llm::{ChatMessage, Ending, Llm, LlmError, LlmEvent, Tool};
-use worker::settings::LlmSettings;
+use worker::settings::{ConsumerSettings, LlmSettings};
 
 #[derive(Parser)]
 struct Cli {
     #[command(flatten)]
     llm: LlmSettings,
+    #[command(flatten)]
+    consumer: ConsumerSettings,
 }
 
-/// LLM settings for `base_url`, everything else default.
-pub fn llm_settings(base_url: &str) -> LlmSettings {
-    Cli::try_parse_from([
+/// Worker settings for a model at `base_url`, with `flags` (`--worker-concurrency`,
+/// ...) on top of the defaults.
+pub fn settings(base_url: &str, flags: &[&str]) -> (LlmSettings, ConsumerSettings) {
+    let args = [
         "worker",
         "--openai-base-url",
         base_url,
         "--openai-api-key",
         "test",
-    ])
-    .expect("settings parse")
-    .llm
+    ];
+    let cli = Cli::try_parse_from(args.iter().chain(flags)).expect("settings parse");
+    (cli.llm, cli.consumer)
+}
+
+/// LLM settings for `base_url`, everything else default.
+pub fn llm_settings(base_url: &str) -> LlmSettings {
+    settings(base_url, &[]).0
 }
 
 /// A mock on a free port and the worker's client for it.
@@ -33,10 +42,15 @@ pub struct TestLlm {
 }
 
 pub async fn start() -> TestLlm {
+    start_with(MockSettings::default()).await
+}
+
+/// A mock with `settings` (its port is chosen here).
+pub async fn start_with(settings: MockSettings) -> TestLlm {
     worker::llm::install_crypto_provider();
     let mock = MockServer::start(MockSettings {
         port: 0,
-        ..MockSettings::default()
+        ..settings
     })
     .await
     .expect("mock-llm starts");
