@@ -9,6 +9,11 @@
 //! with no deadline at all, which is the same hole one step earlier; HTTP/2 in clear
 //! text was never used by either client (TLS ends at the ingress).
 //!
+//! Each accepted connection gets a bounded kernel send buffer (`SO_SNDBUF`,
+//! `TCP_SEND_BUFFER_BYTES`): with autotuning a client that never reads pinned up to
+//! ~4 MB of kernel memory per connection before the slow-client close (1013); now
+//! what it can hold is this buffer plus the socket's bounded write buffer.
+//!
 //! Stopping: when the token fires the listener closes, idle connections close, each
 //! busy one after its current response, and [`serve`] returns once all have; upgraded
 //! sockets are not connections any more and close themselves (1012) on the same token.
@@ -28,6 +33,8 @@ use tower::ServiceExt;
 #[derive(Debug, Clone, Copy)]
 pub struct ServerOptions {
     pub header_read_timeout: Duration,
+    /// `SO_SNDBUF` of every connection; `None`: the kernel's default.
+    pub send_buffer_bytes: Option<u32>,
 }
 
 /// Serves `router` on `listener` until `shutdown` fires and every connection is done.
@@ -57,6 +64,11 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        if let Some(bytes) = options.send_buffer_bytes
+            && let Err(error) = socket2::SockRef::from(&stream).set_send_buffer_size(bytes as usize)
+        {
+            tracing::warn!(%error, "could not set the connection's send buffer");
+        }
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));

@@ -109,6 +109,13 @@ pub struct Limits {
           value_parser = clap::value_parser!(u32).range(512..))]
     pub ws_buffer_bytes: u32,
 
+    /// Kernel send buffer of every connection (`SO_SNDBUF`), in bytes; Linux holds up
+    /// to twice this. Bounds what a client that never reads pins in the kernel (else
+    /// autotuning lets it grow to megabytes). 0 leaves the kernel's default.
+    #[arg(long, env = "TCP_SEND_BUFFER_BYTES", default_value_t = 65_536,
+          value_parser = tcp_buffer_bytes)]
+    pub tcp_send_buffer_bytes: u32,
+
     /// Events queued for one socket before it counts as not reading (closed 1013).
     #[arg(long, env = "WS_OUTBOUND_QUEUE", default_value_t = 1_024,
           value_parser = clap::value_parser!(u32).range(8..))]
@@ -144,6 +151,15 @@ pub struct Limits {
     /// Default: on while authentication is off, off once it is on.
     #[arg(long, env = "AUTO_CREATE_SESSIONS", action = clap::ArgAction::Set)]
     pub auto_create_sessions: Option<bool>,
+}
+
+/// 0, or at least 4 KiB (smaller would slow every answer down for nothing).
+fn tcp_buffer_bytes(raw: &str) -> Result<u32, String> {
+    let n: u32 = raw.parse().map_err(|e| format!("{e}"))?;
+    if n != 0 && n < 4_096 {
+        return Err("must be 0 (the kernel's default) or at least 4096".into());
+    }
+    Ok(n)
 }
 
 impl Settings {

@@ -152,6 +152,8 @@ impl Application {
             header_read_timeout: Duration::from_secs(
                 state.settings.protection.http_header_read_timeout_secs,
             ),
+            send_buffer_bytes: Some(state.settings.limits.tcp_send_buffer_bytes)
+                .filter(|bytes| *bytes > 0),
         };
         let serving = tokio::spawn(server::serve(listener, router, options, shutdown.clone()));
         shutdown.cancelled().await;

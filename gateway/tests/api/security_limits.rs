@@ -609,3 +609,97 @@ async fn invalid_utf8_is_refused_without_harm() {
     let (_, mut other) = gw.open_session().await;
     still_open(&mut other).await;
 }
+
+// ---------------------------------------------------------------------------
+// A client that never reads (issue 10, item 6)
+
+/// `tx_queue` of the gateway's side of a loopback connection (`/proc/net/tcp`): the
+/// bytes the kernel holds for a client that does not read them.
+fn server_send_queue(server_port: u16, client_port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let port_of = |address: &str| {
+        address
+            .rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (local, remote, queues) = (fields.get(1)?, fields.get(2)?, fields.get(4)?);
+        if port_of(local)? != server_port || port_of(remote)? != client_port {
+            return None;
+        }
+        u64::from_str_radix(queues.split(':').next()?, 16).ok()
+    })
+}
+
+/// The gateway's kernel send buffer for one connection is bounded by
+/// `TCP_SEND_BUFFER_BYTES` (Linux holds up to twice the value): a client that sends
+/// messages with long answers and never reads pins no more than that, then is closed
+/// as too slow, and the gateway is as before.
+async fn never_reading_client_pins(send_buffer: u32) -> u64 {
+    let env = TestEnv::builder(Mode::Embedded)
+        .mock(|m| m.tokens = 20_000)
+        .settings(move |s| {
+            s.limits.tcp_send_buffer_bytes = send_buffer;
+            s.limits.ws_send_timeout_secs = 3;
+        })
+        .start()
+        .await;
+    let gw = env.gw();
+    let id = gw.create_session().await;
+    // A small receive window, so what the client does not read stays on our side.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4_096).unwrap();
+    let stream = socket
+        .connect(([127, 0, 0, 1], gw.port).into())
+        .await
+        .unwrap();
+    let client_port = stream.local_addr().unwrap().port();
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(gw.ws_url(&format!("/ws/{id}?protocol=stream")), stream)
+            .await
+            .unwrap();
+    for i in 0..8 {
+        let frame = json!({"message": format!("a long answer please {i}")}).to_string();
+        ws.send(Message::Text(frame.into())).await.unwrap();
+    }
+    // Never read; watch what the kernel holds until the gateway lets the socket go.
+    let mut most = 0;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Some(queued) = server_send_queue(gw.port, client_port) {
+            most = most.max(queued);
+        }
+        let (_, status) = gw.get("/status").await;
+        if status["connections"] == 0 || Instant::now() > deadline {
+            assert_eq!(
+                status["connections"], 0,
+                "the stalled socket was closed (the kernel held up to {most} bytes for it)"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing else changed: the session and the gateway still answer.
+    let mut socket = gw.connect(&format!("/ws/{id}?protocol=stream")).await;
+    assert_eq!(socket.recv().await["status"], "connected");
+    still_open(&mut socket).await;
+    drop(ws);
+    most
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_pins_a_bounded_kernel_buffer() {
+    const SEND_BUFFER: u32 = 32_768;
+    let most = never_reading_client_pins(SEND_BUFFER).await;
+    println!("kernel send queue of a never-reading client: at most {most} bytes");
+    assert!(
+        most >= u64::from(SEND_BUFFER) / 2,
+        "the buffer was really filled: {most}"
+    );
+    assert!(
+        most <= 2 * u64::from(SEND_BUFFER) + 16_384,
+        "held {most} bytes for a client that never reads"
+    );
+}
