@@ -11,6 +11,7 @@
 //! | `/plain` | `{"answer": "plain <arguments>"}` (not VAPI's shape) |
 //! | `/status/CODE` | HTTP CODE, `{"error": "..."}` |
 //! | `/slow/MS` | `/echo`, after MS milliseconds |
+//! | `/wait/N` | `/echo`, once N requests are in flight at once (or after 5 s) |
 //! | `/hang` | never answers |
 //! | `/redirect` | 307 to another host (`http://127.0.0.2:PORT/echo`) |
 //! | `/big` | a 1 MiB JSON string |
@@ -46,6 +47,8 @@ pub struct ReceivedCall {
 #[derive(Default)]
 struct Inner {
     calls: Mutex<Vec<ReceivedCall>>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: Mutex<(usize, usize)>,
     secret: Option<Vec<u8>>,
     port: Mutex<u16>,
 }
@@ -94,6 +97,11 @@ impl ToolServer {
 
     pub fn calls(&self) -> Vec<ReceivedCall> {
         self.inner.calls.lock().unwrap().clone()
+    }
+
+    /// The most requests that were being answered at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.inner.in_flight.lock().unwrap().1
     }
 
     /// How many requests carried each `webhook-id`.
@@ -147,12 +155,31 @@ fn verify(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> bool {
         .any(|s| s == expected)
 }
 
+/// Counts a request in flight until dropped (also when the client gives up).
+struct InFlight(Arc<Inner>);
+
+impl InFlight {
+    fn new(inner: &Arc<Inner>) -> Self {
+        let mut counts = inner.in_flight.lock().unwrap();
+        counts.0 += 1;
+        counts.1 = counts.1.max(counts.0);
+        Self(inner.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.lock().unwrap().0 -= 1;
+    }
+}
+
 async fn handle(
     State(inner): State<Arc<Inner>>,
     Path(path): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let _in_flight = InFlight::new(&inner);
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let call = ReceivedCall {
         path: path.clone(),
@@ -193,6 +220,18 @@ async fn handle(
         }
         (Some("slow"), Some(ms)) => {
             tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(1000))).await;
+            echo()
+        }
+        (Some("wait"), Some(n)) => {
+            // Answers only when N calls overlap: proof they were made concurrently.
+            let wanted: usize = n.parse().unwrap_or(2);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            // The peak, not the current count: the first to see it answers at once.
+            while inner.in_flight.lock().unwrap().1 < wanted
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             echo()
         }
         (Some("hang"), _) => std::future::pending().await,

@@ -7,17 +7,24 @@
 //! publish; if the message was cancelled, it stops and finishes with what it has.
 //! A message started before (its worker died) is announced with `status: restarted`;
 //! one started too often is dead-lettered and answered with an `error`.
+//!
+//! With tools, an answer is a loop of model turns: a turn that ends in tool calls
+//! has them run ([`crate::tool_turn`]) and asks the model again with their results,
+//! up to `max_tool_rounds` turns; then the model is asked once more with no tools
+//! offered, so it must answer. The text of every turn streams as chunks, and
+//! `complete` carries all of it. A restarted message first replays the tool turns an
+//! earlier try stored, so finished calls are not made again.
 
 use crate::cancel::CancelRegistry;
-use crate::llm::{Llm, LlmError, LlmEvent};
-use crate::prompt::{self, PromptMessage};
+use crate::llm::{ChatMessage, Llm, LlmError, LlmEvent, Tool};
+use crate::prompt;
 use crate::settings::{ConsumerSettings, LlmSettings};
 use futures_util::StreamExt;
 use shared::backend::{Backend, PublishOutcome, StoreError};
 use shared::clock;
 use shared::ids::SessionId;
 use shared::metrics::{self, AnswerOutcome, LlmOutcome};
-use shared::model::{Begin, Delivery, Finish, FinishOutcome, StoredMessage, Work};
+use shared::model::{Begin, Delivery, Finish, FinishOutcome, FunctionCall, StoredMessage, Work};
 use shared::wire::{ChunkEvent, CompleteEvent, ErrorCode, Status, StreamEvent};
 use std::time::Duration;
 use thiserror::Error;
@@ -35,11 +42,12 @@ pub enum AnswerError {
 }
 
 /// A publish was refused because the message was cancelled.
-struct Cancelled;
+pub(crate) struct Cancelled;
 
 /// How one streaming attempt ended.
 enum Streamed {
-    Done(String),
+    /// The turn's text and the tool calls it ended with (none: a final answer).
+    Done(String, Vec<crate::llm::ToolCall>),
     Cancelled(String),
     /// Broke before finishing; `retryable` when starting over may help.
     Broken {
@@ -97,7 +105,12 @@ impl Answerer {
         }
         if work.cancelled {
             return self
-                .finish(delivery, work, answered(String::new(), true))
+                .finish(
+                    delivery,
+                    work,
+                    answered(String::new(), true),
+                    work.tool_calls.clone(),
+                )
                 .await;
         }
         if work.tries > 1 {
@@ -107,24 +120,140 @@ impl Answerer {
             );
             if self.announce_restart(session, work).await?.is_err() {
                 return self
-                    .finish(delivery, work, answered(String::new(), true))
+                    .finish(
+                        delivery,
+                        work,
+                        answered(String::new(), true),
+                        work.tool_calls.clone(),
+                    )
                     .await;
             }
         }
-        let prompt = prompt::build(&self.llm_settings.system_prompt, work);
+        let mut messages = prompt::to_chat(&prompt::build(&self.llm_settings.system_prompt, work));
         let mut typing = Some(StreamEvent::status(
             Status::Typing,
             session,
             Some(work.message.id),
         ));
+        // Tool turns an earlier try stored: their finished results are reused.
+        let mut calls: Vec<FunctionCall> = Vec::new();
+        for turn in prompt::turns(&work.tool_calls) {
+            match crate::tool_turn::run(
+                &self.backend,
+                &self.tools,
+                work,
+                session,
+                turn,
+                false,
+                cancel,
+            )
+            .await?
+            {
+                Ok(done) => {
+                    messages.extend(prompt::tool_turn(None, &done));
+                    calls.extend(done);
+                }
+                Err(Cancelled) => {
+                    return self
+                        .finish(delivery, work, answered(String::new(), true), calls)
+                        .await;
+                }
+            }
+        }
+        let mut round = calls.last().map_or(0, |c| c.round + 1);
+        let offered: Vec<Tool> = self
+            .tools
+            .definitions()
+            .into_iter()
+            .map(|t| {
+                Tool::function(
+                    t.name,
+                    Some(t.description).filter(|d| !d.is_empty()),
+                    t.parameters,
+                )
+            })
+            .collect();
+        let max_rounds = self.llm_settings.max_tool_rounds();
+        // Text of earlier turns, already sent as chunks.
+        let mut said = String::new();
+        let outcome = loop {
+            let tools = if round < max_rounds {
+                offered.clone()
+            } else {
+                Vec::new()
+            };
+            let (text, requested) = match self
+                .stream_turn(session, work, &messages, &tools, &mut typing, cancel)
+                .await?
+            {
+                Ok(turn) => turn,
+                Err(Finish::Answered { text, cancelled }) => {
+                    break answered(format!("{said}{text}"), cancelled);
+                }
+                Err(failed) => break failed,
+            };
+            said.push_str(&text);
+            if requested.is_empty() || tools.is_empty() {
+                if !requested.is_empty() {
+                    tracing::warn!(
+                        "the model called tools none were offered for; answering with its text"
+                    );
+                }
+                break answered(said, false);
+            }
+            let turn: Vec<FunctionCall> = requested
+                .into_iter()
+                .enumerate()
+                .map(|(index, call)| FunctionCall {
+                    name: call.function.name,
+                    call_id: call.id,
+                    arguments: call.function.arguments,
+                    result: None,
+                    round,
+                    index: index as u32,
+                })
+                .collect();
+            match crate::tool_turn::run(
+                &self.backend,
+                &self.tools,
+                work,
+                session,
+                turn,
+                true,
+                cancel,
+            )
+            .await?
+            {
+                Ok(done) => {
+                    messages.extend(prompt::tool_turn(Some(text), &done));
+                    calls.extend(done);
+                }
+                Err(Cancelled) => break answered(said, true),
+            }
+            round += 1;
+        };
+        self.finish(delivery, work, outcome, calls).await
+    }
+
+    /// One model turn, started over (within `LLM_STREAM_RETRIES`) when its stream
+    /// breaks: its text and tool calls, or how the answer ends.
+    async fn stream_turn(
+        &self,
+        session: &SessionId,
+        work: &Work,
+        messages: &[ChatMessage],
+        tools: &[Tool],
+        typing: &mut Option<StreamEvent>,
+        cancel: &CancellationToken,
+    ) -> Result<Result<(String, Vec<crate::llm::ToolCall>), Finish>, AnswerError> {
         let mut restarts_left = self.llm_settings.llm_stream_retries;
         let outcome = loop {
             let announce = typing.take();
             match self
-                .stream_answer(session, work, &prompt, announce, cancel)
+                .stream_answer(session, work, messages, tools, announce, cancel)
                 .await?
             {
-                Streamed::Done(text) => break answered(text, false),
+                Streamed::Done(text, calls) => return Ok(Ok((text, calls))),
                 Streamed::Cancelled(text) => break answered(text, true),
                 Streamed::Broken {
                     text,
@@ -142,7 +271,7 @@ impl Answerer {
                 }
             }
         };
-        self.finish(delivery, work, outcome).await
+        Ok(Err(outcome))
     }
 
     /// Ends the message: `complete` (or `error`) and `ready`, stored and acknowledged.
@@ -151,6 +280,7 @@ impl Answerer {
         delivery: &Delivery,
         work: &Work,
         outcome: Finish,
+        function_calls: Vec<FunctionCall>,
     ) -> Result<FinishOutcome, AnswerError> {
         let session = &delivery.session_id;
         let message_id = work.message.id;
@@ -173,7 +303,8 @@ impl Answerer {
                     cancelled,
                     timestamp: clock::now_rfc3339(),
                 });
-                let answer = StoredMessage::assistant(text, message_id, cancelled);
+                let mut answer = StoredMessage::assistant(text, message_id, cancelled);
+                answer.function_calls = function_calls;
                 (Some(answer), complete)
             }
             Finish::Failed { code, error } => {
@@ -208,7 +339,7 @@ impl Answerer {
                 "The assistant could not answer this message after {tries} attempts; please try again."
             ),
         };
-        self.finish(delivery, work, failed).await
+        self.finish(delivery, work, failed, Vec::new()).await
     }
 
     async fn announce_restart(
@@ -255,7 +386,8 @@ impl Answerer {
         &self,
         session: &SessionId,
         work: &Work,
-        prompt: &[PromptMessage],
+        messages: &[ChatMessage],
+        tools: &[Tool],
         announce: Option<StreamEvent>,
         cancel: &CancellationToken,
     ) -> Result<Streamed, AnswerError> {
@@ -263,7 +395,11 @@ impl Answerer {
         let total_deadline = started + self.llm_settings.total_timeout();
         let first_deadline = started + self.llm_settings.first_token_timeout();
 
-        let open = tokio::time::timeout_at(first_deadline, self.llm.stream(prompt));
+        let open = tokio::time::timeout_at(
+            first_deadline,
+            self.llm
+                .stream_chat(messages.to_vec(), tools.to_vec(), None),
+        );
         let (announced, opened) = tokio::select! {
             _ = cancel.cancelled() => {
                 metrics::llm_request(LlmOutcome::Cancelled);
@@ -294,6 +430,7 @@ impl Answerer {
             Err(_) => return Ok(broken(String::new(), timeout_failure(), true)),
         };
         let mut first_token = true;
+        let mut requested = Vec::new();
 
         // `sent` is what clients have (published chunks); `pending` holds the chunk
         // events not yet published (one growing chunk when coalescing, one per token
@@ -331,8 +468,7 @@ impl Answerer {
                         for item in items {
                             match item {
                                 Ok(LlmEvent::Text(text)) => add_token(&mut pending, text, coalesce.is_zero()),
-                                // Tools are not offered here, so the ending adds nothing.
-                                Ok(LlmEvent::End(_)) => {}
+                                Ok(LlmEvent::End(ending)) => requested = ending.tool_calls,
                                 Err(error) => {
                                     failure = Some(error);
                                     break;
@@ -375,7 +511,7 @@ impl Answerer {
             return Ok(Streamed::Cancelled(sent));
         }
         metrics::llm_request(LlmOutcome::Ok);
-        Ok(Streamed::Done(sent))
+        Ok(Streamed::Done(sent, requested))
     }
 
     /// Publishes the pending chunk events in one batch and moves them to `sent`.

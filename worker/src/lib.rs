@@ -7,6 +7,7 @@
 //! - [`llm`]: the model client (OpenAI-compatible, or the built-in demo model).
 //! - [`prompt`]: history → prompt.
 //! - [`tools`]: the agent's tools (webhooks, knowledge bases), set up at start-up.
+//! - [`tool_turn`]: one model turn's tool calls: announced, run concurrently, stored.
 //! - [`answer`]: one delivery from `begin` to `finish` (restarts, cancel, dead letters).
 //! - [`cancel`]: cancel tokens of the answers running here.
 //! - [`consumer`]: the read loop, claim keeping, reclaiming, concurrency and shutdown.
@@ -21,6 +22,7 @@ pub mod llm;
 pub mod probes;
 pub mod prompt;
 pub mod settings;
+pub mod tool_turn;
 pub mod tools;
 
 use answer::Answerer;
@@ -48,6 +50,7 @@ pub fn spawn(
 ) -> Result<Running, tools::ToolError> {
     shared::metrics::register(shared::metrics::Role::Worker);
     let tools = tools::Toolbox::build(llm_settings.agent.as_deref(), &llm_settings.tools)?;
+    shared::metrics::tools_configured(tools.definitions().iter().map(|t| t.name.as_str()));
     let answerer = Answerer {
         backend,
         llm: llm::Llm::from_settings(&llm_settings),

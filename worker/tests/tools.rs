@@ -247,3 +247,19 @@ fn missing_secrets_and_folders_stop_the_start() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_run_side_by_side() {
+    let server = ToolServer::start(None).await;
+    let yaml = [
+        webhook("a", &server.url("wait/2"), ""),
+        webhook("b", &server.url("wait/2"), ""),
+    ]
+    .concat();
+    let toolbox = toolbox(&agent(&yaml), "127.0.0.1", HashMap::new());
+    let ctx = context();
+    let (ca, cb) = (call("a", "{}"), call("b", "{}"));
+    let (a, b) = tokio::join!(toolbox.run(&ca, &ctx), toolbox.run(&cb, &ctx));
+    assert_eq!((a.outcome, b.outcome), (Outcome::Ok, Outcome::Ok));
+    assert_eq!(server.max_in_flight(), 2);
+}

@@ -43,6 +43,21 @@ pub(crate) fn last_user_text(messages: &[Value]) -> String {
         .unwrap_or_default()
 }
 
+/// Assistant turns with tool calls after the last user message: how many tool
+/// rounds this answer has had so far.
+pub(crate) fn tool_turns_since_user(messages: &[Value]) -> usize {
+    let after_user = last_user_index(messages).map_or(0, |i| i + 1);
+    messages[after_user.min(messages.len())..]
+        .iter()
+        .filter(|m| {
+            role(m) == "assistant"
+                && m.get("tool_calls")
+                    .and_then(Value::as_array)
+                    .is_some_and(|calls| !calls.is_empty())
+        })
+        .count()
+}
+
 /// One tool result the model is asked to answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ToolResult {

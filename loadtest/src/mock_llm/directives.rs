@@ -35,6 +35,11 @@ pub(crate) struct Directives {
     pub first_ms: Option<u64>,
     /// `tool=NAME` (repeatable): answer with calls to these tools, in order.
     pub tools: Vec<String>,
+    /// `tool_rounds=N`: call the tools in each of the first N model turns after the
+    /// user message (default 1: answer as soon as a result came back).
+    pub tool_rounds: Option<usize>,
+    /// `bad_args`: the tool calls' arguments are not valid JSON.
+    pub bad_args: bool,
     /// `deviate=NAME` (repeatable): answer in a shape that differs from the
     /// specification the way some real servers do (see [`Deviation`]).
     pub deviations: Deviations,
@@ -72,6 +77,8 @@ impl Directives {
             ("slow", Some(v)) => self.slow_ms = number(item, v),
             ("first", Some(v)) => self.first_ms = number(item, v),
             ("tool", Some(name)) if !name.is_empty() => self.tools.push(name.to_owned()),
+            ("tool_rounds", Some(v)) => self.tool_rounds = number(item, v),
+            ("bad_args", None) => self.bad_args = true,
             ("deviate", Some(name)) => match Deviation::from_name(name) {
                 Some(deviation) => self.deviations.add(deviation),
                 None => tracing::warn!(item, "ignoring unknown mock deviation"),
@@ -137,7 +144,7 @@ mod tests {
         let d = Directives::parse(
             "[mock:status=429 retry_after=3 quota] hi [mock:hang][mock:cut=2] \
              [mock:slow=15][mock:first=40][mock:tool=search][mock:tool=weather] \
-             [mock:deviate=crlf deviate=bare deviate=crlf]",
+             [mock:deviate=crlf deviate=bare deviate=crlf][mock:tool_rounds=3 bad_args]",
         );
         let mut deviations = Deviations::default();
         deviations.add(Deviation::Crlf);
@@ -153,6 +160,8 @@ mod tests {
                 slow_ms: Some(15),
                 first_ms: Some(40),
                 tools: vec!["search".into(), "weather".into()],
+                tool_rounds: Some(3),
+                bad_args: true,
                 deviations,
             }
         );

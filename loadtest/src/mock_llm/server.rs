@@ -185,9 +185,10 @@ async fn respond(
 /// Tool calls when the last user message asks for them, the request offers tools and
 /// no tool result has come back yet; text otherwise.
 fn answer(state: &AppState, request: &ChatRequest, directives: &Directives) -> Answer {
+    let rounds = directives.tool_rounds.unwrap_or(1);
     let wants_tools = !directives.tools.is_empty()
         && request.has_tools()
-        && conversation::latest_tool_results(&request.messages).is_empty();
+        && conversation::tool_turns_since_user(&request.messages) < rounds;
     if !wants_tools {
         return Answer::Text(reply_tokens(&request.messages, state.settings().tokens));
     }
@@ -196,7 +197,13 @@ fn answer(state: &AppState, request: &ChatRequest, directives: &Directives) -> A
         directives
             .tools
             .iter()
-            .map(|name| ToolCall::new(state.next_tool_call_id(), name.clone(), &query))
+            .map(|name| {
+                let mut call = ToolCall::new(state.next_tool_call_id(), name.clone(), &query);
+                if directives.bad_args {
+                    call.arguments = format!("{{\"query\": {query:?}");
+                }
+                call
+            })
             .collect(),
     )
 }

@@ -72,8 +72,8 @@ impl Llm {
 
     /// Starts streaming an answer to `prompt`, offering no tools.
     pub async fn stream(&self, prompt: &[PromptMessage]) -> Result<EventStream, LlmError> {
-        let messages = prompt.iter().map(to_chat).collect();
-        self.stream_chat(messages, Vec::new(), None).await
+        self.stream_chat(crate::prompt::to_chat(prompt), Vec::new(), None)
+            .await
     }
 
     /// Starts streaming an answer to `messages`, offering `tools` (none: a plain
@@ -112,16 +112,4 @@ impl Llm {
 /// build free of C toolchains. Installing twice is harmless.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-fn to_chat(message: &PromptMessage) -> ChatMessage {
-    match message {
-        PromptMessage::System(text) => ChatMessage::System {
-            content: text.clone(),
-        },
-        PromptMessage::User(text) => ChatMessage::User {
-            content: text.clone(),
-        },
-        PromptMessage::Assistant(text) => ChatMessage::assistant(text.clone()),
-    }
 }
