@@ -350,7 +350,14 @@ def main():
         check("set redis.url, redis.existingSecret or redis.bundled.enabled=true" in str(error), f"no-Redis error: {error}")
     else:
         raise SystemExit("chart check FAILED: a chart with no Redis rendered")
-    print(f"chart: values.schema.json rejected all {len(BAD_VALUES)} bad values; no Redis at all fails with one line")
+    try:
+        render(chart, {"auth": {"issuer": "https://id.example.com"}})
+    except helm.HelmRenderError as error:
+        check("auth.audience and auth.issuer need auth.jwtSecret" in str(error), f"issuer without key: {error}")
+    else:
+        raise SystemExit("chart check FAILED: auth.issuer without a key rendered")
+    print(f"chart: values.schema.json rejected all {len(BAD_VALUES)} bad values; no Redis, or an issuer with no key,"
+          " fails with one line")
 
 
 if __name__ == "__main__":
