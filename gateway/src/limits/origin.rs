@@ -9,9 +9,25 @@
 //! such as Node's `ws`, which no web page can impersonate).
 
 use crate::auth::settings::ConfigError;
-use axum::http::{HeaderValue, Method};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use std::time::Duration;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+/// Request headers a cross-origin page may send. Listed, not `*`: the Fetch standard
+/// does not let `*` cover `Authorization`, so a strict browser would refuse every
+/// authenticated call. `traceparent` / `tracestate` carry a caller's trace.
+pub const ALLOWED_REQUEST_HEADERS: [HeaderName; 5] = [
+    header::AUTHORIZATION,
+    header::CONTENT_TYPE,
+    header::ACCEPT,
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+];
+
+/// Response headers a cross-origin page may read besides the CORS-safelisted ones:
+/// how long to wait after a 429, and what a 401 wants.
+pub const EXPOSED_RESPONSE_HEADERS: [HeaderName; 2] =
+    [header::RETRY_AFTER, header::WWW_AUTHENTICATE];
 
 /// The allowed origins, normalised (lower case, no trailing slash).
 #[derive(Debug, Clone)]
@@ -64,7 +80,8 @@ impl OriginPolicy {
     pub fn cors_layer(&self) -> CorsLayer {
         let layer = CorsLayer::new()
             .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-            .allow_headers(Any)
+            .allow_headers(ALLOWED_REQUEST_HEADERS)
+            .expose_headers(EXPOSED_RESPONSE_HEADERS)
             .max_age(Duration::from_secs(600));
         if self.any {
             return layer.allow_origin(Any);

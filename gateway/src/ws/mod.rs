@@ -212,7 +212,9 @@ async fn prepare(
                 id: session_id.clone(),
                 user_id: owner,
                 metadata: serde_json::json!({}),
-                protocol: Protocol::Simple,
+                // The protocol the socket asked for, so `GET .../info` tells the truth
+                // (`simple` when it did not ask, as the contract says).
+                protocol: asked_protocol.unwrap_or(Protocol::Simple),
                 created_at_ms: clock::now_millis(),
             };
             // Losing a creation race to another socket is fine: the session exists

@@ -331,6 +331,7 @@ async fn cors_answers_only_allowed_origins() {
         good.headers["access-control-allow-origin"],
         "https://app.example.com"
     );
+    assert_allows_authorization(&good.headers);
     let evil = send(preflight("https://evil.example")).await;
     assert!(!evil.headers.contains_key("access-control-allow-origin"));
     // Authentication on and no list: no cross-origin access by default.
@@ -344,6 +345,48 @@ async fn cors_answers_only_allowed_origins() {
     )
     .await;
     assert!(!answer.headers.contains_key("access-control-allow-origin"));
+}
+
+/// The preflight's answer names `authorization` (a `*` would not cover it) and
+/// `content-type`.
+fn assert_allows_authorization(headers: &reqwest::header::HeaderMap) {
+    let allowed = headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    let names: Vec<&str> = allowed.split(',').map(str::trim).collect();
+    assert!(names.contains(&"authorization"), "{allowed}");
+    assert!(names.contains(&"content-type"), "{allowed}");
+    assert!(!names.contains(&"*"), "{allowed}");
+}
+
+#[tokio::test]
+async fn cors_with_any_origin_still_lists_authorization() {
+    // Authentication off: any origin, as the seeds run.
+    let env = TestEnv::builder(Mode::Embedded).start().await;
+    let gw = env.gw();
+    let answer = send(
+        gw.http
+            .request(reqwest::Method::OPTIONS, gw.url("/api/create-session"))
+            .header("origin", "https://elsewhere.example")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization"),
+    )
+    .await;
+    assert_eq!(answer.headers["access-control-allow-origin"], "*");
+    assert_allows_authorization(&answer.headers);
+    // A 429's Retry-After is readable by the page.
+    let simple = send(
+        gw.http
+            .get(gw.url("/health"))
+            .header("origin", "https://elsewhere.example"),
+    )
+    .await;
+    let exposed = simple.headers["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("retry-after"), "{exposed}");
 }
 
 // ---------------------------------------------------------------------------

@@ -45,6 +45,10 @@ async fn protocol_query_wins(mode: Mode) {
     socket.send_message("hi").await;
     let events = socket.until_ready().await;
     assert!(events.iter().any(|e| e["type"] == "chunk"));
+    // The auto-created session keeps the protocol it was opened with.
+    let (status, info) = gw.get("/api/session/react_user/info").await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["protocol"], "stream", "{info}");
 
     let id = gw.create_session().await;
     let mut socket = gw.connect(&format!("/ws/{id}?protocol=simple")).await;

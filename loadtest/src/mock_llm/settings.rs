@@ -6,14 +6,21 @@
 use clap::Parser;
 
 /// How the mock LLM listens, how fast it talks and how often it fails.
-///
-/// Derives [`Parser`] (and so [`clap::Args`]): the binary parses it directly, and a
-/// bigger CLI can `#[command(flatten)]` it.
+// Derives `Parser` (and so `clap::Args`): the binary parses it directly, and a bigger
+// CLI can `#[command(flatten)]` it. `long_about` is the user's text for `--help`, not
+// the doc comment above, which is for developers.
 #[derive(Parser, Clone, Debug, PartialEq, Eq)]
 #[command(
     name = "mock-llm",
     version,
-    about = "OpenAI-compatible mock LLM: deterministic streamed answers, tool calls and injected faults"
+    about = "OpenAI-compatible mock LLM: deterministic streamed answers, tool calls and injected faults",
+    long_about = "OpenAI-compatible mock LLM for tests, benchmarks and running without an API key.\n\n\
+        Serves POST /v1/chat/completions (streamed or whole), GET /v1/models and GET /health \
+        on --host:--port. Answers are deterministic: they quote the last user message and \
+        count the turns. Speed comes from the delays below; faults from --fault-every, or \
+        per request from [mock:...] directives in the last user message, such as \
+        [mock:status=429], [mock:cut=3], [mock:hang], [mock:tool=NAME] or \
+        [mock:deviate=bare] (see the README). Point a client at http://HOST:PORT/v1."
 )]
 pub struct MockSettings {
     /// Address to bind.
@@ -24,8 +31,8 @@ pub struct MockSettings {
     #[arg(long, env = "MOCK_LLM_PORT", default_value_t = 8090)]
     pub port: u16,
 
-    /// Minimum number of tokens per answer: shorter answers are padded with
-    /// ` w1`, ` w2`, ... so benchmarks control the answer length.
+    /// Minimum number of tokens per answer: shorter answers are padded with the words
+    /// w1, w2, ... so benchmarks control the answer length.
     #[arg(long, env = "MOCK_LLM_TOKENS", default_value_t = 20)]
     pub tokens: usize,
 
@@ -37,7 +44,7 @@ pub struct MockSettings {
     #[arg(long, env = "MOCK_LLM_TOKEN_DELAY_MS", default_value_t = 0)]
     pub token_delay_ms: u64,
 
-    /// Model id listed by `/v1/models` and used when a request names none.
+    /// Model id listed by GET /v1/models and used when a request names none.
     #[arg(long, env = "MOCK_LLM_MODEL", default_value = "mock-model")]
     pub model: String,
 
@@ -49,7 +56,7 @@ pub struct MockSettings {
     )]
     pub fault_status: Option<u16>,
 
-    /// Every Nth chat request (counting from 1) fails with `fault_status`; 0 = never.
+    /// Every Nth chat request (counting from 1) fails with --fault-status; 0 = never.
     #[arg(long, env = "MOCK_LLM_FAULT_EVERY", default_value_t = 0)]
     pub fault_every: u64,
 }
@@ -115,6 +122,18 @@ mod tests {
         assert!(!parsed.is_periodic_fault(2));
         assert!(parsed.is_periodic_fault(3));
         assert!(parsed.is_periodic_fault(6));
+    }
+
+    #[test]
+    fn help_is_written_for_users() {
+        use clap::CommandFactory;
+        let help = MockSettings::command().render_long_help().to_string();
+        assert!(
+            help.contains("Point a client at http://HOST:PORT/v1"),
+            "{help}"
+        );
+        assert!(!help.contains("Derives"), "{help}");
+        assert!(!help.contains('`'), "no Markdown in the help: {help}");
     }
 
     #[test]
