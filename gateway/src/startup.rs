@@ -186,7 +186,9 @@ fn log_start(settings: &Settings, listener: &TcpListener) {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let llm = if settings.llm.is_demo() {
+    let llm = if !settings.runs_worker() {
+        "configured on the workers (this gateway runs none)".to_owned()
+    } else if settings.llm.is_demo() {
         "built-in demo model (set OPENAI_API_KEY / OPENAI_BASE_URL for a real LLM)".to_owned()
     } else {
         format!(

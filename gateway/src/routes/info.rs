@@ -130,6 +130,38 @@ fn tools(llm: &worker::settings::LlmSettings) -> Vec<Value> {
         .collect()
 }
 
+/// The model that answers, as far as this instance knows it. A gateway that runs no
+/// worker does not know: its workers' `OPENAI_BASE_URL` / `LLM_MODEL` decide, and its
+/// own values (a built-in demo model when unset) would be a false report.
+fn model(settings: &crate::settings::Settings) -> Value {
+    let llm = &settings.llm;
+    let gateway_limits = json!({
+        "max_message_chars": settings.limits.max_message_chars,
+        "max_pending_messages": settings.limits.max_pending_messages,
+    });
+    if !settings.runs_worker() {
+        return json!({
+            "provider": "configured on workers",
+            "configured_on": "workers",
+            "note": "this gateway runs no worker; each worker's OPENAI_BASE_URL and LLM_MODEL choose the model (see its log or /metrics)",
+            "limits": gateway_limits,
+        });
+    }
+    let mut limits = gateway_limits;
+    limits["context_messages"] = json!(llm.llm_context_messages);
+    limits["max_tokens"] = json!(llm.llm_max_tokens);
+    limits["first_token_timeout_secs"] = json!(llm.llm_first_token_timeout_secs);
+    limits["total_timeout_secs"] = json!(llm.llm_total_timeout_secs);
+    json!({
+        "provider": if llm.is_demo() { "demo" } else { "openai-compatible" },
+        "configured_on": "this gateway's worker",
+        "base_url": llm.base_url_for_display(),
+        "name": if llm.is_demo() { "builtin-demo" } else { llm.llm_model.as_str() },
+        "demo": llm.is_demo(),
+        "limits": limits,
+    })
+}
+
 /// `GET /status`: this instance, its model and its load.
 pub async fn status(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let settings = &state.settings;
@@ -145,20 +177,7 @@ pub async fn status(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         "mode": mode(&state),
         "backend": state.backend.kind(),
         "worker_in_process": settings.runs_worker(),
-        "model": {
-            "provider": if llm.is_demo() { "demo" } else { "openai-compatible" },
-            "base_url": llm.base_url_for_display(),
-            "name": if llm.is_demo() { "builtin-demo" } else { llm.llm_model.as_str() },
-            "demo": llm.is_demo(),
-            "limits": {
-                "max_message_chars": settings.limits.max_message_chars,
-                "max_pending_messages": settings.limits.max_pending_messages,
-                "context_messages": llm.llm_context_messages,
-                "max_tokens": llm.llm_max_tokens,
-                "first_token_timeout_secs": llm.llm_first_token_timeout_secs,
-                "total_timeout_secs": llm.llm_total_timeout_secs,
-            },
-        },
+        "model": model(settings),
         "agent": {
             "name": llm.agent_name,
             "max_tool_rounds": llm.max_tool_rounds(),

@@ -63,9 +63,15 @@ async fn info_health_livez_status(mode: Mode) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ok");
     assert!(body["instance"].is_string());
-    assert_eq!(body["model"]["base_url"], env.mock.api_base());
-    assert_eq!(body["model"]["name"], "mock-model");
-    assert_eq!(body["model"]["demo"], false);
+    if mode == Mode::Embedded {
+        assert_eq!(body["model"]["base_url"], env.mock.api_base());
+        assert_eq!(body["model"]["name"], "mock-model");
+        assert_eq!(body["model"]["demo"], false);
+    } else {
+        // This gateway runs no worker: the workers' settings choose the model.
+        assert_eq!(body["model"]["provider"], "configured on workers", "{body}");
+        assert!(body["model"].get("base_url").is_none(), "{body}");
+    }
     assert!(body["model"]["limits"]["max_message_chars"].is_u64());
     assert_eq!(body["connections"], 0);
     assert_eq!(body["active_sessions"], 1);
@@ -318,4 +324,29 @@ async fn unknown_and_invalid_ids(mode: Mode) {
     assert!(body["error"].is_string() && body["message"].is_string());
     let (status, body) = gw.post_raw("/health", "").await;
     assert_eq!(status, 405, "{body}");
+}
+
+/// A gateway without a worker and without LLM settings of its own does not claim the
+/// built-in demo model answers: its workers (configured apart) do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_of_a_gateway_without_worker_does_not_claim_a_model() {
+    let env = TestEnv::builder(Mode::Redis)
+        .workers(0)
+        .settings(|s| {
+            s.llm.openai_base_url = None;
+            s.llm.openai_api_key = None;
+        })
+        .start()
+        .await;
+    let (status, body) = env.gw().get("/status").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["worker_in_process"], false);
+    let model = &body["model"];
+    assert_eq!(model["provider"], "configured on workers", "{model}");
+    assert_eq!(model["configured_on"], "workers");
+    assert!(
+        model.get("demo").is_none() && model.get("name").is_none(),
+        "{model}"
+    );
+    assert!(!body.to_string().contains("builtin-demo"), "{body}");
 }
