@@ -83,4 +83,55 @@ async fn simple_client(mode: Mode) {
     assert_eq!(types, ["typing", "assistant", "typing", "assistant"]);
 }
 
-crate::both_backends!(streaming_client, simple_client);
+/// Seed 004's client, unchanged, with an agent that calls a tool: it hears
+/// `function_called` (name and time) before the chunks of the answer that uses it.
+async fn streaming_client_hears_function_called_before_its_chunks(mode: Mode) {
+    let dir = crate::tools::temp_dir("seed-kb");
+    std::fs::create_dir_all(dir.join("kb")).unwrap();
+    std::fs::write(
+        dir.join("kb/hours.md"),
+        "Blood tests: weekdays from 7:30 to 10:00.",
+    )
+    .unwrap();
+    let yaml =
+        "name: Seed Agent\ntools:\n  - {name: clinic_kb, type: knowledge_base, documents: kb}\n";
+    let agent = shared::agent::Agent::parse(yaml, false, &dir).unwrap();
+    let env = TestEnv::builder(mode)
+        .settings(move |s| s.llm.with_agent(agent.clone()))
+        .start()
+        .await;
+    let base = env.gw().url("");
+    let result = TestGateway::run_node(
+        "seeds",
+        "run-streaming.js",
+        &[&base, "When are blood tests? [mock:tool=clinic_kb]"],
+    )
+    .await;
+    let events = result["events"].as_array().unwrap();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    let called = names.iter().position(|e| *e == "function_called");
+    let first_chunk = names.iter().position(|e| *e == "chunk");
+    assert!(
+        matches!((called, first_chunk), (Some(c), Some(f)) if c < f),
+        "{names:?}"
+    );
+    let data = &events[called.unwrap()]["data"];
+    assert_eq!(data["function_name"], "clinic_kb");
+    assert!(data["timestamp"].as_str().unwrap().ends_with('Z'));
+    let response = result["responses"][0].as_str().unwrap();
+    assert!(
+        response.starts_with("Tool clinic_kb said: {\"passages\":[{\"file\":\"hours.md\""),
+        "{response}"
+    );
+    assert!(response.contains("7:30"), "{response}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+crate::both_backends!(
+    streaming_client,
+    simple_client,
+    streaming_client_hears_function_called_before_its_chunks
+);

@@ -579,3 +579,113 @@ async fn next_text(
         }
     }
 }
+
+/// A webhook may book an appointment: a worker killed after the webhook answered and
+/// before `complete` must not make the next worker call it again. The tool server
+/// (in this test, checking signatures with its own HMAC) counts calls per
+/// `webhook-id`; the replacement worker reuses the stored result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_after_a_webhook_answered_does_not_call_it_again() {
+    use loadtest::tool_server::{ToolServer, new_secret};
+    let secret = new_secret();
+    let server = ToolServer::start(Some(&secret)).await;
+    let dir = std::env::temp_dir().join(format!("faults-agent-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let agent = dir.join("agent.yaml");
+    std::fs::write(
+        &agent,
+        format!(
+            "name: Booking Agent\ntools:\n  - {{name: book, type: webhook, url: '{}', secret_env: BOOK_SECRET}}\n",
+            server.url("echo")
+        ),
+    )
+    .unwrap();
+    let mut cluster = Cluster::start(1, 0, &[]);
+    cluster.set_worker_env("AGENT_FILE", agent.to_str().unwrap());
+    cluster.set_worker_env("BOOK_SECRET", &secret);
+    cluster.set_worker_env("TOOL_URL_ALLOWLIST", "127.0.0.1");
+    cluster.workers.push(cluster.spawn_worker(0));
+    let gateways = cluster.gateway_urls();
+    let mock = cluster.mock_url.clone();
+
+    // Each model request waits 2 s before its first token: time to kill the worker
+    // once the model has been asked with the tool's result.
+    let text = "Book a blood test [mock:tool=book][mock:first=2000]";
+    let mut client = ChatClient::new(gateways.clone(), 0).await;
+    let killer = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let requests: Value = http
+                .get(format!("{mock}/mock/requests"))
+                .send()
+                .await
+                .expect("mock answers")
+                .json()
+                .await
+                .expect("json");
+            let asked_with_result = requests.as_array().unwrap().iter().any(|r| {
+                r["messages"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|m| m["role"] == "tool"))
+            });
+            if asked_with_result {
+                return true;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let outcome = {
+        let exchange = client.exchange(text, ANSWER_WITHIN);
+        tokio::pin!(exchange);
+        tokio::select! {
+            outcome = &mut exchange => panic!("answered before the kill: {outcome:?}"),
+            asked = killer => {
+                assert!(asked.unwrap(), "the model was asked with the tool's result");
+                cluster.workers[0].kill();
+                cluster.workers[0] = cluster.spawn_worker(1);
+                exchange.await
+            }
+        }
+    };
+    let Outcome::Complete(answer) = outcome else {
+        panic!("no complete: {outcome:?}")
+    };
+    assert!(
+        answer.starts_with(r#"Tool book said: echo:{"query":"Book a blood test"}."#),
+        "{answer}"
+    );
+    let calls = server.calls();
+    let counts = server.calls_per_webhook_id();
+    println!(
+        "faults[tool-restart]: webhook calls {}, per id {counts:?}",
+        calls.len()
+    );
+    assert_eq!(
+        calls.len(),
+        1,
+        "the booking server was called once: {counts:?}"
+    );
+    assert!(calls[0].signature_valid, "signed as Standard Webhooks says");
+    assert!(
+        client.tally.restarts_seen >= 1,
+        "the takeover was announced"
+    );
+
+    let history: Value = reqwest::get(format!(
+        "http://{}/api/session/{}/messages",
+        gateways[0], client.session_id
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let stored = &history["messages"][1]["function_calls"];
+    assert_eq!(stored.as_array().map(Vec::len), Some(1), "{history}");
+    assert_eq!(stored[0]["result"], r#"echo:{"query":"Book a blood test"}"#);
+    std::fs::remove_dir_all(dir).unwrap();
+}
