@@ -6,10 +6,30 @@ use axum::Json;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use shared::backend::StoreError;
 use shared::wire::ErrorCode;
 use thiserror::Error;
+use utoipa::ToSchema;
+
+/// The body of every REST error (and of the framework's own rejections, which are
+/// mapped onto it): `{"error": "<machine_code>", "message": "<one human sentence>"}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": "session_not_found", "message": "No session with this id exists."}))]
+pub struct ErrorBody {
+    pub error: ErrorCode,
+    /// One human sentence.
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(error: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            error,
+            message: message.into(),
+        }
+    }
+}
 
 /// Everything a REST handler can answer with besides success.
 #[derive(Debug, Error)]
@@ -71,11 +91,7 @@ impl IntoResponse for ApiError {
             tracing::error!(%error, "store call failed");
         }
         let (status, code, message) = self.parts();
-        let mut response = (
-            status,
-            Json(json!({"error": code.as_str(), "message": message})),
-        )
-            .into_response();
+        let mut response = (status, Json(ErrorBody::new(code, message))).into_response();
         if let ApiError::RateLimited { retry_after_secs } = self {
             response.headers_mut().insert(
                 header::RETRY_AFTER,

@@ -14,6 +14,7 @@
 //! - [`server`]: the HTTP/1.1 accept loop (header-read timeout, graceful stop).
 //! - [`auth`]: JWT verification and who the caller is.
 //! - [`limits`]: rate limits, socket caps, origins, client addresses.
+//! - [`openapi`]: the OpenAPI document generated from the routes, and `/docs`.
 //! - [`socket_url`]: the `websocket_url` clients are told (`PUBLIC_URL`, or a checked
 //!   `Host`).
 //! - [`security`]: the above, built once from the settings.
@@ -21,6 +22,7 @@
 pub mod auth;
 pub mod error;
 pub mod limits;
+pub mod openapi;
 pub mod routes;
 pub mod security;
 pub mod server;

@@ -5,6 +5,7 @@
 use crate::auth::caller::{authenticate, redacted_uri, require_caller};
 use crate::auth::settings::ConfigError;
 use crate::limits::rest::RestLimit;
+use crate::openapi::{self, ApiDoc};
 use crate::routes::{demo, info, metrics, sessions};
 use crate::security::Security;
 use crate::server::{self, ServerOptions};
@@ -16,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use serde_json::json;
 use shared::backend::{Backend, StoreError};
 use std::sync::Arc;
@@ -26,6 +27,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Why the gateway could not start.
 #[derive(Debug, Error)]
@@ -221,49 +225,18 @@ fn log_start(settings: &Settings, listener: &TcpListener) {
 /// `require_caller` (401) → on creation the stricter creation limit → the handler.
 /// The socket route skips `require_caller`: the contract reports a bad token on the
 /// socket (4401), after the upgrade.
+///
+/// Every route but the documentation's own goes through `routes!`, so it is in
+/// `/openapi.json` by construction (see `openapi`).
 pub fn router(state: AppState) -> Router {
+    let (router, document) = api_router(&state)
+        .merge(openapi::routes())
+        .split_for_parts();
     let body_limit = state.settings.limits.max_body_bytes as usize;
     let security = state.security.clone();
     let protection = &security.settings;
-    let public = Router::new()
-        .route("/", get(info::api_info))
-        .route("/health", get(info::health))
-        .route("/livez", get(info::livez))
-        .route("/metrics", get(metrics::metrics))
-        .route("/demo", get(demo::page))
-        .route("/demo/", get(demo::page))
-        .route("/demo/app.js", get(demo::script))
-        .route("/demo/style.css", get(demo::stylesheet));
-
-    let mut create = Router::new().route("/api/create-session", post(sessions::create));
-    if let Some(limit) = RestLimit::new(
-        protection.create_session_per_minute,
-        protection.create_session_burst,
-    ) {
-        limit.spawn_cleanup(state.shutdown.clone());
-        create = create.route_layer(limit.layer());
-    }
-    let rest = Router::new()
-        .route("/status", get(info::status))
-        .route("/api/session/{id}/info", get(sessions::info))
-        .route("/api/session/{id}/messages", get(sessions::messages))
-        .route("/api/session/{id}", delete(sessions::delete))
-        .route("/api/session/{id}/cancel", post(sessions::cancel))
-        .merge(create)
-        .route_layer(from_fn(require_caller));
-    let mut protected = rest.route("/ws/{id}", get(ws::upgrade));
-    if let Some(limit) = RestLimit::new(
-        protection.rate_limit_per_minute,
-        protection.rate_limit_burst,
-    ) {
-        limit.spawn_cleanup(state.shutdown.clone());
-        protected = protected.route_layer(limit.layer());
-    }
-    let protected = protected.route_layer(from_fn_with_state(state.clone(), authenticate));
-
     let deadline = Duration::from_secs(protection.http_request_timeout_secs);
-    public
-        .merge(protected)
+    openapi::serve(router, &document)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -281,6 +254,48 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(()),
         )
         .with_state(state)
+}
+
+/// The documented routes with their middleware, before state and global layers.
+fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
+    let security = state.security.clone();
+    let protection = &security.settings;
+    let public = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(info::api_info))
+        .routes(routes!(info::health))
+        .routes(routes!(info::livez))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(demo::page))
+        .route("/demo/", get(demo::page))
+        .routes(routes!(demo::script))
+        .routes(routes!(demo::stylesheet));
+
+    let mut create = OpenApiRouter::new().routes(routes!(sessions::create));
+    if let Some(limit) = RestLimit::new(
+        protection.create_session_per_minute,
+        protection.create_session_burst,
+    ) {
+        limit.spawn_cleanup(state.shutdown.clone());
+        create = create.route_layer(limit.layer());
+    }
+    let rest = OpenApiRouter::new()
+        .routes(routes!(info::status))
+        .routes(routes!(sessions::info))
+        .routes(routes!(sessions::messages))
+        .routes(routes!(sessions::delete))
+        .routes(routes!(sessions::cancel))
+        .merge(create)
+        .route_layer(from_fn(require_caller));
+    let mut protected = rest.routes(routes!(ws::upgrade));
+    if let Some(limit) = RestLimit::new(
+        protection.rate_limit_per_minute,
+        protection.rate_limit_burst,
+    ) {
+        limit.spawn_cleanup(state.shutdown.clone());
+        protected = protected.route_layer(limit.layer());
+    }
+    let protected = protected.route_layer(from_fn_with_state(state.clone(), authenticate));
+    public.merge(protected)
 }
 
 /// A request (its body included: a slow upload holds a task) must be answered within

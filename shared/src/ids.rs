@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 use thiserror::Error;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// Longest session id accepted.
@@ -26,8 +27,9 @@ pub enum IdError {
 }
 
 /// A chat session's id: a server-made UUID v4 or a client-chosen safe string.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "4b4f8a5e-3f0c-4a8e-9d55-0d7e5b1c2a10")]
 pub struct SessionId(String);
 
 impl SessionId {
@@ -82,7 +84,8 @@ impl fmt::Display for SessionId {
 }
 
 /// A stored message's id (always server-made).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[schema(value_type = String, format = Uuid)]
 pub struct MessageId(Uuid);
 
 impl MessageId {
@@ -107,8 +110,9 @@ impl fmt::Display for MessageId {
 }
 
 /// The user a session belongs to (from a token's claim, or the create body).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String)]
 pub struct UserId(String);
 
 impl UserId {

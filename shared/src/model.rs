@@ -6,9 +6,10 @@ use crate::ids::{MessageId, SessionId, UserId};
 use crate::wire::{ErrorCode, Protocol};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     User,
@@ -16,11 +17,12 @@ pub enum Role {
 }
 
 /// One message of a session's history, as stored and as `GET .../messages` returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StoredMessage {
     pub id: MessageId,
     pub role: Role,
     pub content: String,
+    /// RFC 3339 UTC with a `Z`.
     pub created_at: String,
     /// On assistant messages: the user message this answers. History is in the order
     /// things happened, so with queued messages an answer may follow later questions.
@@ -38,7 +40,7 @@ pub struct StoredMessage {
 /// One tool call of an answer: stored with the answer's state as soon as the model
 /// made it (without `result`), again once it ran (with it), and kept in the history
 /// on the assistant message. A restarted answer reuses the calls that have a result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FunctionCall {
     pub name: String,
     /// The provider's id of the call.

@@ -8,9 +8,10 @@ use crate::ids::{MessageId, SessionId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
+use utoipa::ToSchema;
 
 /// Which event vocabulary a socket speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     /// `status` / `function_called` / `chunk` / `complete` / `error`, with `seq`.
@@ -38,11 +39,13 @@ impl Protocol {
 }
 
 /// Machine-readable error codes, shared by REST bodies and `error` events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     InvalidRequest,
     Unauthorized,
+    /// A path that is no route (`GET /` lists them).
+    NotFound,
     SessionNotFound,
     PayloadTooLarge,
     RateLimited,
@@ -65,6 +68,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::NotFound => "not_found",
             ErrorCode::SessionNotFound => "session_not_found",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RateLimited => "rate_limited",
@@ -101,6 +105,65 @@ pub enum ClientFrame {
     Auth {
         token: String,
     },
+}
+
+/// The JSON of a client frame, as published in the protocol's schema (`/openapi.json`
+/// components and `docs/protocol.md`). Parsing is [`parse_client_frame`]'s job (it
+/// ignores extra fields and tells `invalid_json` from `invalid_message`); this type
+/// is the documented shape, and [`ClientFrame::to_wire`] maps a parsed frame onto it,
+/// so a test can hold the two together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ClientFrameWire {
+    /// `{"type": "cancel" | "ping" | "auth", ...}`; a known `type` wins over `message`.
+    Control(ControlFrame),
+    /// `{"message": "...", "client_message_id"?: "..."}`: a user message. Extra fields
+    /// (`user_id`, `session_id`, ...) are ignored.
+    Message(MessageFrame),
+}
+
+/// A user message frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MessageFrame {
+    /// The text; empty or whitespace-only gets `empty_message`, longer than
+    /// `MAX_MESSAGE_CHARS` gets `message_too_long`.
+    pub message: String,
+    /// Makes a resend idempotent: the same id is answered once (1 to 128 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128)]
+    pub client_message_id: Option<String>,
+}
+
+/// A control frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ControlFrame {
+    /// Stop the generation in progress.
+    Cancel,
+    /// Answered by `{"type":"pong"}`.
+    Ping,
+    /// Replaces the socket's token before it expires (same user only).
+    Auth { token: String },
+}
+
+impl ClientFrame {
+    /// The frame in its documented JSON shape.
+    pub fn to_wire(&self) -> ClientFrameWire {
+        match self {
+            ClientFrame::Message {
+                text,
+                client_message_id,
+            } => ClientFrameWire::Message(MessageFrame {
+                message: text.clone(),
+                client_message_id: client_message_id.clone(),
+            }),
+            ClientFrame::Cancel => ClientFrameWire::Control(ControlFrame::Cancel),
+            ClientFrame::Ping => ClientFrameWire::Control(ControlFrame::Ping),
+            ClientFrame::Auth { token } => ClientFrameWire::Control(ControlFrame::Auth {
+                token: token.clone(),
+            }),
+        }
+    }
 }
 
 /// Why a text frame could not be understood.
@@ -161,7 +224,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
 // Server to client, `stream` protocol
 
 /// The `status` values of the stream protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Connected,
@@ -172,7 +235,7 @@ pub enum Status {
 }
 
 /// One server event of the `stream` protocol.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamEvent {
     Status(StatusEvent),
@@ -184,7 +247,7 @@ pub enum StreamEvent {
 }
 
 /// `{"type":"status", ...}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StatusEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
@@ -203,7 +266,7 @@ pub struct StatusEvent {
 }
 
 /// `{"type":"function_called", ...}`: sent when the model calls a tool.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FunctionCalledEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
@@ -218,7 +281,7 @@ pub struct FunctionCalledEvent {
 }
 
 /// `{"type":"chunk", ...}`: a piece of the streamed answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChunkEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
@@ -229,7 +292,7 @@ pub struct ChunkEvent {
 }
 
 /// `{"type":"complete", ...}`: the authoritative full answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CompleteEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
@@ -243,7 +306,7 @@ pub struct CompleteEvent {
 }
 
 /// `{"type":"error", ...}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
@@ -321,7 +384,7 @@ impl StreamEvent {
 }
 
 /// One server event of the `simple` protocol.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SimpleEvent {
     Typing,

@@ -28,6 +28,9 @@ fn with_policy(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
+/// `GET /demo` (and `/demo/`): the page.
+#[utoipa::path(get, path = "/demo", operation_id = "demo_page", tag = "demo",
+    responses((status = 200, description = "The chat page.", content_type = "text/html", body = String)))]
 pub async fn page() -> Response {
     with_policy(
         "text/html; charset=utf-8",
@@ -35,6 +38,9 @@ pub async fn page() -> Response {
     )
 }
 
+/// `GET /demo/app.js`: the page's script.
+#[utoipa::path(get, path = "/demo/app.js", operation_id = "demo_script", tag = "demo",
+    responses((status = 200, description = "The page's script.", content_type = "text/javascript", body = String)))]
 pub async fn script() -> Response {
     with_policy(
         "text/javascript; charset=utf-8",
@@ -42,6 +48,9 @@ pub async fn script() -> Response {
     )
 }
 
+/// `GET /demo/style.css`: the page's stylesheet.
+#[utoipa::path(get, path = "/demo/style.css", operation_id = "demo_stylesheet", tag = "demo",
+    responses((status = 200, description = "The page's stylesheet.", content_type = "text/css", body = String)))]
 pub async fn stylesheet() -> Response {
     with_policy(
         "text/css; charset=utf-8",

@@ -8,6 +8,9 @@ use axum::response::IntoResponse;
 
 /// `GET /metrics`. The inbox gauges are read from the store at scrape time; when it
 /// cannot be reached they keep their last value (and `/health` says why).
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4.",
+        content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let queue = state.backend.queue_stats().await.ok();
     (

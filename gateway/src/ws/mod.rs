@@ -10,16 +10,18 @@ pub mod socket;
 pub mod token;
 
 use crate::auth::caller::{Authn, BEARER_PROTOCOL, Caller};
+use crate::error::ErrorBody;
 use crate::limits::client_ip::ClientAddr;
 use crate::limits::sockets::{Admission, session_scope};
 use crate::state::AppState;
 use admission::Gate;
 use axum::Extension;
 use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use shared::backend::SlotOutcome;
 use shared::clock;
@@ -45,15 +47,34 @@ pub mod close {
     pub const TOO_MANY_CONNECTIONS: u16 = 4429;
 }
 
-/// `/ws/{id}` query parameters.
-#[derive(Debug, Default, Deserialize)]
+/// `/ws/{id}` query parameters. Read as text: a bad value is reported on the socket.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WsQuery {
+    /// `stream` or `simple`; default: the session's own (see the protocol rule).
+    #[param(value_type = Option<Protocol>)]
     protocol: Option<String>,
+    /// Resume: first replay every retained event with `seq` greater than this.
+    #[param(value_type = Option<u64>, minimum = 0)]
     last_seq: Option<String>,
 }
 
 /// Upgrades, then runs the socket. Problems found before the socket runs (bad id,
 /// unknown session) are reported on the socket, as the contract says, not as HTTP.
+/// A request that is no WebSocket handshake gets the REST error body.
+#[utoipa::path(get, path = "/ws/{id}", operation_id = "websocket", tag = "websocket",
+    params(
+        ("id" = String, Path, pattern = "^[A-Za-z0-9._:-]{1,128}$",
+            description = "The session id; unknown ids are auto-created when `AUTO_CREATE_SESSIONS` is on."),
+        WsQuery,
+        ("token" = Option<String>, Query, description = "A JWT, when authentication is on (or `Sec-WebSocket-Protocol: bearer, <JWT>`)."),
+    ),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 101, description = "Switching protocols. Frames from the client: the `ClientFrameWire` schema; from the server: `StreamEvent` (stream protocol) or `SimpleEvent` (simple protocol). Refusals after the upgrade are an `error` event and a close code (4401, 4404, 4429, 1008, 1013); see docs/protocol.md."),
+        (status = 400, description = "Not a WebSocket handshake (`invalid_request`).", body = ErrorBody),
+        (status = 426, description = "The connection cannot be upgraded (`invalid_request`).", body = ErrorBody),
+        (status = 429, description = "Too many upgrades from this user or address; see `Retry-After`.", body = ErrorBody)))]
 pub async fn upgrade(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
@@ -61,8 +82,21 @@ pub async fn upgrade(
     headers: HeaderMap,
     authn: Option<Extension<Authn>>,
     client: Option<Extension<ClientAddr>>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            let body = ErrorBody::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "This route is a WebSocket; open it with a WebSocket client ({}).",
+                    rejection.body_text().trim_end_matches('.')
+                ),
+            );
+            return (rejection.status(), axum::Json(body)).into_response();
+        }
+    };
     // An id that is not even UTF-8 is refused after the upgrade like any invalid id.
     let raw_id = path.map(|Path(id)| id).unwrap_or_default();
     let gate = Gate::of(

@@ -7,7 +7,9 @@
 #[allow(dead_code)]
 #[path = "../faults/cluster.rs"]
 mod cluster;
+mod procs;
 mod python;
 mod socket;
 
 mod metrics;
+mod openapi;

@@ -1,0 +1,156 @@
+//! The served OpenAPI document: valid by `openapi-spec-validator`, complete (the
+//! WebSocket frames and the error body are in it), and true of a live gateway by
+//! `schemathesis`, with authentication off and on.
+
+use crate::procs::GatewayProc;
+use crate::python;
+use serde_json::Value;
+use std::process::Command;
+
+/// Validates the OpenAPI document on stdin; prints its version.
+const VALIDATE: &str = r#"
+import json, sys
+from openapi_spec_validator import validate
+spec = json.load(sys.stdin)
+validate(spec)
+print(spec["openapi"])
+"#;
+
+/// Examples per operation and phase: enough to reach every documented status, small
+/// enough for CI (a run takes seconds). The seed makes runs repeatable.
+const EXAMPLES: &str = "25";
+const SEED: &str = "20261201";
+
+async fn served_spec(gateway: &GatewayProc) -> (String, Value) {
+    let response = reqwest::get(format!("{}/openapi.json", gateway.url()))
+        .await
+        .expect("GET /openapi.json");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let spec = serde_json::from_str(&text).expect("the document is JSON");
+    (text, spec)
+}
+
+/// Runs schemathesis against `gateway` with `headers`; panics with its report on
+/// any failure.
+fn schemathesis(gateway: &GatewayProc, headers: &[String]) {
+    let python = python::python();
+    let bin = python.parent().expect("venv bin");
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/observe/schemathesis.toml"
+    );
+    let mut command = Command::new(bin.join("schemathesis"));
+    command
+        .args(["--no-color", "--config-file", config, "run"])
+        .arg(format!("{}/openapi.json", gateway.url()))
+        .args(["--max-examples", EXAMPLES, "--seed", SEED, "--workers", "1"])
+        .args(["--report-dir"])
+        .arg(std::env::temp_dir().join(format!("schemathesis-{}", gateway.port)));
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    let output = command.output().expect("schemathesis runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains(" in ") && l.starts_with('='))
+        .unwrap_or_default()
+        .to_owned();
+    println!("schemathesis: {summary}");
+    assert!(
+        output.status.success(),
+        "schemathesis found failures:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Limits that would make a fuzzer see mostly 429s are lifted (they are tested elsewhere).
+const FUZZABLE: [(&str, &str); 3] = [
+    ("RATE_LIMIT_PER_MINUTE", "0"),
+    ("CREATE_SESSION_PER_MINUTE", "0"),
+    ("MAX_SESSIONS_PER_USER", "0"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_spec_is_valid_complete_and_true_without_auth() {
+    worker::llm::install_crypto_provider();
+    let gateway = GatewayProc::start(&FUZZABLE);
+    let (text, spec) = served_spec(&gateway).await;
+    let version = python::run(VALIDATE, &[], &text);
+    assert!(version.trim().starts_with("3.1"), "{version}");
+
+    let paths = spec["paths"].as_object().expect("paths");
+    for path in [
+        "/",
+        "/health",
+        "/livez",
+        "/status",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/api/create-session",
+        "/api/session/{id}/info",
+        "/api/session/{id}/messages",
+        "/api/session/{id}",
+        "/api/session/{id}/cancel",
+        "/ws/{id}",
+        "/demo",
+    ] {
+        assert!(paths.contains_key(path), "{path} is not in the document");
+    }
+    let schemas = spec["components"]["schemas"].as_object().expect("schemas");
+    for schema in ["ClientFrameWire", "StreamEvent", "SimpleEvent", "ErrorBody"] {
+        assert!(schemas.contains_key(schema), "no schema {schema}");
+    }
+    // The interactive page is served from the binary, with no outside address in it.
+    let page = reqwest::get(format!("{}/docs/", gateway.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("swagger-ui"), "{page}");
+    assert!(
+        !page.contains("https://"),
+        "the page loads something from outside"
+    );
+    let init = reqwest::get(format!("{}/docs/swagger-initializer.js", gateway.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(init.contains("/openapi.json"), "{init}");
+
+    schemathesis(&gateway, &[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_spec_is_true_with_auth_on() {
+    worker::llm::install_crypto_provider();
+    let secret = "observe-test-secret-of-at-least-32-bytes!";
+    let mut env = FUZZABLE.to_vec();
+    env.push(("JWT_SECRET", secret));
+    let gateway = GatewayProc::start(&env);
+    let exp = jsonwebtoken::get_current_timestamp() + 3600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"sub": "fuzzer", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    // Public routes answer without a token; the rest refuse without one.
+    let status = reqwest::get(format!("{}/openapi.json", gateway.url()))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let status = reqwest::get(format!("{}/status", gateway.url()))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+    schemathesis(&gateway, &[format!("Authorization: Bearer {token}")]);
+}
