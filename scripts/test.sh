@@ -36,6 +36,10 @@ if ! command -v llmock >/dev/null; then
   export LLMOCK_BIN="$tools/bin/llmock"
 fi
 
+# The observability tests' third-party tools (Prometheus text parser, OpenAPI
+# validator, schemathesis, OTLP protobuf types): a venv under target/, made once.
+bash scripts/python-env.sh >/dev/null
+
 for dir in tests/seeds tests/browser; do
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 done
