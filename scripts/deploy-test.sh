@@ -3,7 +3,8 @@
 #
 # 1. Prerequisites, installed when missing: docker.io, docker-compose, debootstrap
 #    (apt-get); helm-python-sdk, kubernetes-validate, yamllint (pip, in a cached venv);
-#    the Node checkers (npm ci). dockerd is started when no daemon answers.
+#    the Node checkers and validators (npm ci, again whenever a package-lock.json is
+#    newer than what is installed). dockerd is started when no daemon answers.
 # 2. No image registry is reachable here, so the base image is made from Debian packages
 #    (debootstrap --variant=minbase with redis-server and nginx-light; cached by name)
 #    and tagged as every third-party image the Dockerfile and docker-compose.yml name
@@ -96,7 +97,10 @@ if ! "$venv/bin/python" -c 'import helm_python, kubernetes_validate, yamllint, y
 fi
 export PATH="$venv/bin:$PATH"
 for dir in tests/seeds tests/deploy; do
-  [ -d "$dir/node_modules" ] || (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  # npm ci writes node_modules/.package-lock.json last: older than the lock file (or
+  # missing) means the installed packages are not the locked ones.
+  [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ] \
+    || (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 done
 for bin in gateway worker mock-llm; do
   [ -x "${CARGO_TARGET_DIR:-target}/$profile_dir/$bin" ] \

@@ -7,7 +7,8 @@ Renders helm/chat-gateway with `helm-python-sdk` (Helm 4 as a library) with the
 defaults and with each option on, lints it strictly, and checks every manifest:
 yamllint; `kubernetes-validate --strict -k 1.30.0` for the built-in kinds; the KEDA
 `ScaledObject` and the `ServiceMonitor` against their published models
-(tests/deploy/validate-crds.mjs). Then what the chart promises: the trigger watches
+(tests/deploy/validate-crds.mjs: their schemas, then their TypeScript types for
+unknown fields), which must also refuse broken copies of them. Then what the chart promises: the trigger watches
 the inbox key and group the code uses (read from shared/src), scaling on lag; no
 replica count fights an autoscaler; pods run non-root on a read-only root; grace
 periods are longer than the drains; `checksum/config` changes exactly when the
@@ -45,7 +46,7 @@ tools:
 # Each option on, one case at a time; "run" is what the Docker step starts.
 CASES = {
     "defaults": {},
-    "external-redis": {"redis": {"url": "rediss://:s3cret@redis.example.com:6380"}},
+    "external-redis": {"redis": {"url": "rediss://:s3cret@redis.example.com:6380"}, "worker": {"keda": {"enabled": True}}},
     "existing-secrets": {
         "redis": {"existingSecret": "redis-credentials"},
         "llm": {"existingSecret": "llm-credentials"},
@@ -216,6 +217,8 @@ def expect(case, docs, facts, values):
         check(not by_kind(docs, "Deployment", "-redis"), "external-redis: bundled Redis still rendered")
         data = secrets[0]["stringData"]
         check(data["redis-address"] == "redis.example.com:6380" and data["redis-password"] == "s3cret", f"external-redis: {data}")
+        meta = one(docs, "ScaledObject")["spec"]["triggers"][0]["metadata"]
+        check(meta.get("enableTLS") == "true", f"external-redis: rediss:// but the KEDA trigger has no TLS: {meta}")
     if case == "existing-secrets":
         check(not secrets, "existing-secrets: the chart made a Secret")
         env = {e["name"]: e for e in one(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -234,8 +237,8 @@ def expect(case, docs, facts, values):
         check(ing["spec"]["ingressClassName"] == "nginx", "ingress: className")
     if case == "keda" or case == "run":
         check("ScaledObject" in kinds, f"{case}: no ScaledObject")
-    if case == "external-redis":
-        pass
+        meta = one(docs, "ScaledObject")["spec"]["triggers"][0]["metadata"]
+        check("enableTLS" not in meta, f"{case}: TLS to the bundled Redis: {meta}")
     if case == "worker-cpu-hpa":
         check(len(by_kind(docs, "HorizontalPodAutoscaler", "-worker")) == 1, "worker-cpu-hpa: no worker HPA")
     if case == "gateway-autoscaling":
@@ -256,6 +259,42 @@ def expect(case, docs, facts, values):
         monitors = by_kind(docs, "ServiceMonitor")
         check(len(monitors) == 2 and all(m["spec"]["endpoints"][0]["path"] == "/metrics" for m in monitors), "service-monitor")
         check(all(m["metadata"]["labels"]["release"] == "prometheus" for m in monitors), "service-monitor: labels")
+
+
+# Broken copies of the rendered custom resources, each of which the KEDA and Prometheus
+# Operator models must refuse: proof that validate-crds.mjs checks what it says.
+BAD_CRDS = {
+    "ScaledObject lagCount as a number": ("keda", lambda o: o["spec"]["triggers"][0]["metadata"].update(lagCount=3)),
+    "ScaledObject minReplicaCount as text": ("keda", lambda o: o["spec"].update(minReplicaCount="zero")),
+    "ScaledObject trigger without type": ("keda", lambda o: o["spec"]["triggers"][0].pop("type")),
+    "ScaledObject without scaleTargetRef": ("keda", lambda o: o["spec"].pop("scaleTargetRef")),
+    "ScaledObject misspelt field minReplicas": ("keda", lambda o: o["spec"].update(minReplicas=o["spec"].pop("minReplicaCount"))),
+    "ScaledObject misspelt trigger field metaData": ("keda", lambda o: o["spec"]["triggers"][0].update(metaData={})),
+    "ServiceMonitor endpoints not a list": ("service-monitor", lambda o: o["spec"].update(endpoints=o["spec"]["endpoints"][0])),
+    "ServiceMonitor misspelt endpoint field paths": ("service-monitor", lambda o: o["spec"]["endpoints"][0].update(paths="/metrics")),
+}
+
+
+def check_crd_validator_refuses(bad_dir, rendered_dir):
+    """validate-crds.mjs, given every BAD_CRDS mutation of a rendered object (one run:
+    it reports each invalid file), must exit 1 and name each file."""
+    bad_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for n, (what, (case, mutate)) in enumerate(BAD_CRDS.items()):
+        kind = "scaledobject" if what.startswith("ScaledObject") else "servicemonitor"
+        source = sorted((rendered_dir / case).glob(f"*-{kind}-*.yaml"))[0]
+        obj = yaml.safe_load(source.read_text())
+        mutate(obj)
+        path = bad_dir / f"{n:02d}-{kind}.yaml"
+        path.write_text(yaml.safe_dump(obj))
+        paths[what] = path
+    done = subprocess.run(["node", str(ROOT / "tests/deploy/validate-crds.mjs"), *map(str, paths.values())],
+                          capture_output=True, text=True)
+    check(done.returncode == 1, f"validate-crds.mjs exited {done.returncode} on broken objects: {done.stderr.strip()}")
+    reported = {line.split(":", 1)[0] for line in done.stderr.splitlines()}
+    accepted = [what for what, path in paths.items() if str(path) not in reported]
+    check(not accepted, f"validate-crds.mjs accepted {accepted}: {done.stderr.strip()}")
+    return len(paths)
 
 
 def leaf_keys(values, prefix=""):
@@ -322,6 +361,8 @@ def main():
     run(["kubernetes-validate", "--strict", "--quiet", "-k", "1.30.0", *standard])
     run(["node", str(ROOT / "tests/deploy/validate-crds.mjs"), *crds])
     print(f"chart: {len(standard)} manifests valid for Kubernetes 1.30 (strict), {len(crds)} KEDA/Prometheus Operator objects valid")
+    refused = check_crd_validator_refuses(args.out / "bad-crds", args.out)
+    print(f"chart: validate-crds.mjs refused all {refused} broken copies of the rendered ScaledObject and ServiceMonitor")
 
     base = checksum_of(chart, CASES["run"])
     check(base == checksum_of(chart, CASES["run"]), "checksum/config is not stable")
