@@ -43,6 +43,14 @@ tools:
     documents: ./kb
 """
 
+PLACEMENT = {
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "chat", "effect": "NoSchedule"}],
+    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+        "weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                           "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "chat-gateway"}}}}]}},
+}
+
 # Each option on, one case at a time; "run" is what the Docker step starts.
 CASES = {
     "defaults": {},
@@ -68,6 +76,12 @@ CASES = {
     "agent": {"agent": AGENT, "agentDocuments": {"hours.md": "Blood tests: 7:00-10:00."},
               "env": {"MAX_MESSAGE_CHARS": 4000, "TRUSTED_PROXIES": "10.0.0.0/8"}},
     "service-monitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+    "placement-and-names": {
+        "fullnameOverride": "prod-chat-gateway", "imagePullSecrets": [{"name": "registry"}], "logLevel": "debug",
+        "gateway": {"publicUrl": "https://chat.example.com", "service": {"type": "NodePort"},
+                    **PLACEMENT, "podAnnotations": {"example.com/team": "chat"}},
+        "worker": {"preStopSleepSeconds": 3, **PLACEMENT, "podAnnotations": {"example.com/team": "chat"}},
+    },
     "run": {"agent": AGENT, "agentDocuments": {"hours.md": "Blood tests: 7:00-10:00."},
             "llm": {"baseUrl": "http://mock-llm:8090/v1", "model": "mock-model"},
             "worker": {"keda": {"enabled": True, "lagCount": 2}},
@@ -255,6 +269,20 @@ def expect(case, docs, facts, values):
             check(env["AGENT_FILE"] == mounts["agent"]["mountPath"] + "/agent.yaml" and mounts["agent"]["readOnly"], f"{case}: agent mount")
             if case == "agent":
                 check(env["MAX_MESSAGE_CHARS"] == "4000", "agent: env value")
+    if case == "placement-and-names":
+        names = {o["metadata"]["name"] for _, _, o in docs}
+        check(all(n.startswith("prod-chat-gateway") for n in names), f"{case}: fullnameOverride not used: {names}")
+        check(one(docs, "Service", "-gateway")["spec"]["type"] == "NodePort", f"{case}: service type")
+        config = one(docs, "ConfigMap", "chat-gateway")["data"]
+        check(config["PUBLIC_URL"] == "https://chat.example.com" and config["RUST_LOG"] == "debug", f"{case}: {config}")
+        for name, component in (("-gateway", "gateway"), ("-worker", "worker")):
+            template = one(docs, "Deployment", name)["spec"]["template"]
+            pod = template["spec"]
+            check(pod["imagePullSecrets"] == [{"name": "registry"}], f"{case}: {name} imagePullSecrets")
+            check(all(pod[key] == value for key, value in PLACEMENT.items()), f"{case}: {name} placement {pod}")
+            check(template["metadata"]["annotations"]["example.com/team"] == "chat", f"{case}: {name} podAnnotations")
+        worker_stop = one(docs, "Deployment", "-worker")["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["preStop"]
+        check(worker_stop["exec"]["command"] == ["/bin/sleep", "3"], f"{case}: worker preStop {worker_stop}")
     if case == "service-monitor":
         monitors = by_kind(docs, "ServiceMonitor")
         check(len(monitors) == 2 and all(m["spec"]["endpoints"][0]["path"] == "/metrics" for m in monitors), "service-monitor")
