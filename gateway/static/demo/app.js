@@ -113,6 +113,21 @@
     });
   }
 
+  // One line of a bubble's tool list: `calling` while the answer runs, `called` once
+  // it ended (and in history).
+  function toolItem(name, callId, how) {
+    const li = document.createElement('li');
+    li.dataset.name = name;
+    if (callId) li.dataset.callId = callId;
+    markTool(li, how);
+    return li;
+  }
+
+  function markTool(li, how) {
+    li.dataset.state = how;
+    li.textContent = how === 'calling' ? `🔧 calling ${li.dataset.name}…` : `🔧 called ${li.dataset.name}`;
+  }
+
   function addError(text, code) {
     const b = addMessage('error', code ? `${text} (${code})` : text);
     b.li.setAttribute('role', 'alert');
@@ -140,6 +155,7 @@
       b.text = text;
       b.textEl.textContent = text;
       b.li.dataset.state = how;
+      for (const tool of b.tools.children) markTool(tool, 'called');
       if (how === 'stopped') b.note.textContent = '(stopped)';
     });
   }
@@ -151,7 +167,8 @@
     if (hasMore) addMessage('notice', 'Earlier messages are not shown.');
     for (const m of messages) {
       if (m.role !== 'user' && m.role !== 'assistant') continue;
-      addMessage(m.role, m.content, { id: m.id, replyTo: m.reply_to });
+      const b = addMessage(m.role, m.content, { id: m.id, replyTo: m.reply_to });
+      for (const call of m.function_calls || []) b.tools.append(toolItem(call.name, call.call_id, 'called'));
     }
     els.list.scrollTop = els.list.scrollHeight;
   }
@@ -341,9 +358,10 @@
         if (ev.status === 'connected') onConnected(ev);
         else if (ev.status === 'typing') { state.generating.add(id); bubbleFor(id); }
         else if (ev.status === 'restarted' && b && !b.done) {
+          // The chunks start over; the tool calls already shown stay (a restarted
+          // answer reuses their results).
           b.text = '';
           b.textEl.textContent = '';
-          b.tools.replaceChildren();
         } else if (ev.status === 'ready') {
           if (ev.message_id) state.generating.delete(id); else state.generating.clear();
           const pending = state.bubbles.get(id);
@@ -353,9 +371,8 @@
       case 'function_called': {
         const tb = bubbleFor(id);
         if (tb.done) break;
-        const li = document.createElement('li');
-        li.textContent = `🔧 calling ${ev.function_name}…`;
-        keepBottom(() => tb.tools.append(li));
+        if (ev.call_id && tb.tools.querySelector(`[data-call-id="${CSS.escape(ev.call_id)}"]`)) break;
+        keepBottom(() => tb.tools.append(toolItem(ev.function_name, ev.call_id, 'calling')));
         break;
       }
       case 'chunk': {

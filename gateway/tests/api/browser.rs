@@ -77,3 +77,44 @@ async fn demo_page_takes_its_token_from_the_fragment_or_a_prompt() {
         assert!(!socket.as_str().unwrap().contains(&token), "{result}");
     }
 }
+
+/// Issue 11: the page shows a function call the moment `function_called` arrives, marks
+/// it done when the answer completes, and shows it again from history after a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_page_shows_function_calls_live_and_from_history() {
+    let dir = crate::tools::temp_dir("demo-kb");
+    std::fs::write(dir.join("hours.md"), "The clinic opens at 8 on weekdays.").unwrap();
+    let yaml = format!(
+        "name: Demo Agent\ntools:\n  - {{name: clinic_kb, type: knowledge_base, description: Clinic facts., documents: '{}'}}\n",
+        dir.display()
+    );
+    let agent = shared::agent::Agent::parse(&yaml, false, &dir).unwrap();
+    let env = TestEnv::builder(Mode::Embedded)
+        .mock(|m| m.token_delay_ms = 20)
+        .settings(move |s| s.llm.with_agent(agent.clone()))
+        .start()
+        .await;
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../artifacts/browser");
+    std::fs::create_dir_all(&shots).expect("artifacts dir");
+    // The first-token delay holds each model turn back, so the tool line is on screen
+    // well before the answer's first chunk.
+    let result = TestGateway::run_node(
+        "browser",
+        "demo-tools-test.mjs",
+        &[
+            &env.gw().url(""),
+            &shots.to_string_lossy(),
+            "When do you open? [mock:tool=clinic_kb][mock:first=300]",
+            "clinic_kb",
+        ],
+    )
+    .await;
+    assert_eq!(result["ok"], true, "{result}");
+    let id = result["session_id"].as_str().expect("session id");
+    let (_, history) = env.gw().get(&format!("/api/session/{id}/messages")).await;
+    assert_eq!(
+        history["messages"][1]["function_calls"][0]["call_id"],
+        result["call_id"]
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
