@@ -22,18 +22,20 @@ pub(crate) struct ToolCall {
     pub id: String,
     /// The function's name, from `[mock:tool=NAME]`.
     pub name: String,
-    /// The JSON arguments, `{"query": "<last user message>"}`.
+    /// The JSON arguments, `{"<key>": "<last user message>"}` (key `query` unless
+    /// `[mock:arg=KEY]`).
     pub arguments: String,
 }
 
 impl ToolCall {
-    /// A call of `name` with the user's query as its only argument.
-    pub(crate) fn new(id: String, name: String, query: &str) -> Self {
+    /// A call of `name` with the user's query as its only argument, named `key`.
+    pub(crate) fn new(id: String, name: String, key: &str, query: &str) -> Self {
+        let key = Value::String(key.to_owned());
         let query = Value::String(query.to_owned());
         Self {
             id,
             name,
-            arguments: format!("{{\"query\": {query}}}"),
+            arguments: format!("{{{key}: {query}}}"),
         }
     }
 }
@@ -119,9 +121,14 @@ mod tests {
 
     #[test]
     fn tool_arguments_are_json_with_the_query() {
-        let call = ToolCall::new("call_1".into(), "search".into(), "say \"hi\"");
+        let call = ToolCall::new("call_1".into(), "search".into(), "query", "say \"hi\"");
         let parsed: Value = serde_json::from_str(&call.arguments).expect("valid JSON");
         assert_eq!(parsed, json!({"query": "say \"hi\""}));
+        let named = ToolCall::new("call_2".into(), "book".into(), "exam", "blood");
+        assert_eq!(
+            serde_json::from_str::<Value>(&named.arguments).unwrap(),
+            json!({"exam": "blood"})
+        );
     }
 
     #[test]
@@ -138,8 +145,8 @@ mod tests {
     #[test]
     fn tool_deltas_announce_each_call_then_stream_its_arguments() {
         let answer = Answer::ToolCalls(vec![
-            ToolCall::new("call_1".into(), "a".into(), "q"),
-            ToolCall::new("call_2".into(), "b".into(), "q"),
+            ToolCall::new("call_1".into(), "a".into(), "query", "q"),
+            ToolCall::new("call_2".into(), "b".into(), "query", "q"),
         ]);
         let deltas = answer.deltas();
         assert_eq!(deltas.len(), 8);

@@ -40,6 +40,9 @@ pub(crate) struct Directives {
     pub tool_rounds: Option<usize>,
     /// `bad_args`: the tool calls' arguments are not valid JSON.
     pub bad_args: bool,
+    /// `arg=NAME`: the name of the one argument the calls pass (default `query`), so
+    /// a tool whose schema requires another one can be driven.
+    pub arg: Option<String>,
     /// `deviate=NAME` (repeatable): answer in a shape that differs from the
     /// specification the way some real servers do (see [`Deviation`]).
     pub deviations: Deviations,
@@ -79,6 +82,7 @@ impl Directives {
             ("tool", Some(name)) if !name.is_empty() => self.tools.push(name.to_owned()),
             ("tool_rounds", Some(v)) => self.tool_rounds = number(item, v),
             ("bad_args", None) => self.bad_args = true,
+            ("arg", Some(name)) if !name.is_empty() => self.arg = Some(name.to_owned()),
             ("deviate", Some(name)) => match Deviation::from_name(name) {
                 Some(deviation) => self.deviations.add(deviation),
                 None => tracing::warn!(item, "ignoring unknown mock deviation"),
@@ -144,7 +148,7 @@ mod tests {
         let d = Directives::parse(
             "[mock:status=429 retry_after=3 quota] hi [mock:hang][mock:cut=2] \
              [mock:slow=15][mock:first=40][mock:tool=search][mock:tool=weather] \
-             [mock:deviate=crlf deviate=bare deviate=crlf][mock:tool_rounds=3 bad_args]",
+             [mock:deviate=crlf deviate=bare deviate=crlf][mock:tool_rounds=3 bad_args arg=exam]",
         );
         let mut deviations = Deviations::default();
         deviations.add(Deviation::Crlf);
@@ -162,6 +166,7 @@ mod tests {
                 tools: vec!["search".into(), "weather".into()],
                 tool_rounds: Some(3),
                 bad_args: true,
+                arg: Some("exam".into()),
                 deviations,
             }
         );

@@ -18,6 +18,7 @@
 //! | `[mock:tool=NAME]` (repeatable) | calls tool NAME with `{"query": "<message>"}`, if the request has `tools` and no tool result follows the message; several are parallel calls of one turn, arguments streamed in three pieces |
 //! | `[mock:tool_rounds=N]` | ... in each of the first N turns after the message (then answers from the results) |
 //! | `[mock:bad_args]` | ... with arguments that are not valid JSON |
+//! | `[mock:arg=KEY]` | ... with the message as argument `KEY` instead of `query` |
 //! | `[mock:deviate=NAME]` (repeatable) | answers in a shape real servers use but the specification does not: `bare` (no `id`/`object`/`created`/`model`), `empty_finish` (`finish_reason: ""`), `empty_usage` (`usage: {}`), `usage_chunk` (a last usage-only chunk), `reasoning` (`reasoning_content` deltas), `comments` (SSE comments and pings), `crlf`, `no_done` (no `[DONE]`), `no_index` (tool calls without `index`), `error_event` (an error event mid-stream), `flat_error` (an error body `{"error":"text"}`) |
 //!
 //! Mind that async-openai retries 429 and 5xx answers up to three times, honouring

@@ -198,9 +198,10 @@ fn answer(state: &AppState, request: &ChatRequest, directives: &Directives) -> A
             .tools
             .iter()
             .map(|name| {
-                let mut call = ToolCall::new(state.next_tool_call_id(), name.clone(), &query);
+                let key = directives.arg.as_deref().unwrap_or("query");
+                let mut call = ToolCall::new(state.next_tool_call_id(), name.clone(), key, &query);
                 if directives.bad_args {
-                    call.arguments = format!("{{\"query\": {query:?}");
+                    call.arguments = format!("{{{key:?}: {query:?}");
                 }
                 call
             })
