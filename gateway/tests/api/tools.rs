@@ -80,7 +80,7 @@ both_backends!(
     invalid_arguments_go_back_to_the_model,
     the_round_limit_forces_a_final_answer_without_tools,
     private_tool_urls_are_refused,
-    the_knowledge_base_answers_from_a_folder,
+    the_knowledge_base_answers_from_a_folder_and_sees_its_changes,
 );
 
 /// An env whose agent has `tools` (YAML list items), tools allowed on loopback.
@@ -330,7 +330,7 @@ async fn private_tool_urls_are_refused(mode: Mode) {
     assert!(server.calls().is_empty());
 }
 
-async fn the_knowledge_base_answers_from_a_folder(mode: Mode) {
+async fn the_knowledge_base_answers_from_a_folder_and_sees_its_changes(mode: Mode) {
     let dir = temp_dir("kb-e2e");
     std::fs::write(
         dir.join("hours.md"),
@@ -342,7 +342,15 @@ async fn the_knowledge_base_answers_from_a_folder(mode: Mode) {
         "  - {{name: kb, type: knowledge_base, description: Clinic facts., documents: '{}'}}\n",
         dir.display()
     );
-    let env = env_with_tools(mode, &tools, "").await;
+    let agent = Agent::parse(&format!("name: KB Agent\ntools:\n{tools}"), false, &dir).unwrap();
+    let env = TestEnv::builder(mode)
+        .settings(move |s| {
+            s.llm.with_agent(agent.clone());
+            // Every query checks the folder (the default is every 2 s).
+            s.llm.tools.knowledge_base_reload_secs = 0;
+        })
+        .start()
+        .await;
     let (_, events) = ask(env.gw(), "How much is a blood test? [mock:tool=kb]").await;
     let full = full_response(&events);
     assert!(
@@ -355,5 +363,29 @@ async fn the_knowledge_base_answers_from_a_folder(mode: Mode) {
         requests[0]["tools"][0]["function"]["parameters"]["required"],
         json!(["query"])
     );
+
+    // Edited, added and removed files are seen without a restart.
+    std::fs::write(dir.join("prices.txt"), "A blood test now costs 30 euros.").unwrap();
+    std::fs::write(dir.join("parking.md"), "Parking is free behind the lab.").unwrap();
+    std::fs::remove_file(dir.join("hours.md")).unwrap();
+    let (_, events) = ask(env.gw(), "How much is a blood test? [mock:tool=kb]").await;
+    let full = full_response(&events);
+    assert!(
+        full.contains("30 euros") && !full.contains("25 euros"),
+        "{full}"
+    );
+    let (_, events) = ask(env.gw(), "Where is the parking? [mock:tool=kb]").await;
+    let full = full_response(&events);
+    assert!(
+        full.starts_with("Tool kb said: {\"passages\":[{\"file\":\"parking.md\""),
+        "{full}"
+    );
+    let (_, events) = ask(
+        env.gw(),
+        "When does the lab open on weekdays? [mock:tool=kb]",
+    )
+    .await;
+    let full = full_response(&events);
+    assert!(!full.contains("hours.md"), "a removed file is gone: {full}");
     std::fs::remove_dir_all(dir).unwrap();
 }
