@@ -389,3 +389,160 @@ async fn the_knowledge_base_answers_from_a_folder_and_sees_its_changes(mode: Mod
     assert!(!full.contains("hours.md"), "a removed file is gone: {full}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+// ---------------------------------------------------------------------------
+// The README's "Agents and tools" example, run as its text says: the files in
+// examples/agent/ (which the README shows verbatim), the Python tool server, the
+// gateway binary with AGENT_FILE, mock-llm as the model.
+
+/// A child process killed when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_for(url: &str, child: &mut Child, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        // Any HTTP answer (the tool server answers GET with 501) means it is up.
+        if reqwest::get(url).await.is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("{what} exited at start-up: {status}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{what} never answered at {url}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_agent_example_runs_as_written() {
+    use shared::testkit::free_port;
+    worker::llm::install_crypto_provider();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let example = root.join("examples/agent");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let section = readme
+        .split("\n## Agents and tools\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has an `## Agents and tools` section");
+    for file in ["agent.yaml", "kb/clinic.md", "tool_server.py"] {
+        let text = std::fs::read_to_string(example.join(file)).unwrap();
+        assert!(
+            section.contains(&text),
+            "README's Agents and tools section does not show examples/agent/{file} as it is"
+        );
+    }
+
+    // The example as a user runs it, on free ports instead of 8787 / 8090 / 8002.
+    let dir = temp_dir("readme-agent");
+    std::fs::create_dir_all(dir.join("kb")).unwrap();
+    let tool_port = free_port();
+    let agent = std::fs::read_to_string(example.join("agent.yaml"))
+        .unwrap()
+        .replace("127.0.0.1:8787", &format!("127.0.0.1:{tool_port}"));
+    std::fs::write(dir.join("agent.yaml"), agent).unwrap();
+    std::fs::copy(example.join("kb/clinic.md"), dir.join("kb/clinic.md")).unwrap();
+    let secret = loadtest::tool_server::new_secret();
+    let mut tool_server = Child(
+        std::process::Command::new("python3")
+            .arg(example.join("tool_server.py"))
+            .arg(tool_port.to_string())
+            .env("BOOKING_WEBHOOK_SECRET", &secret)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs (scripts/test.sh installs it)"),
+    );
+    let tool_url = format!("http://127.0.0.1:{tool_port}/tools");
+    wait_for(&tool_url, &mut tool_server, "tool_server.py").await;
+
+    let mock = loadtest::mock_llm::MockServer::start(loadtest::mock_llm::MockSettings {
+        port: 0,
+        ..Default::default()
+    })
+    .await
+    .expect("mock-llm starts");
+    let port = free_port();
+    let mut gateway = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AGENT_FILE", dir.join("agent.yaml"))
+            .env("TOOL_URL_ALLOWLIST", "127.0.0.1")
+            .env("BOOKING_WEBHOOK_SECRET", &secret)
+            .env("OPENAI_BASE_URL", mock.api_base())
+            .env("CHAT_SERVICE_HOST", "127.0.0.1")
+            .env("CHAT_SERVICE_PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("gateway starts"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for(&format!("{base}/livez"), &mut gateway, "gateway").await;
+    let status: Value = reqwest::get(format!("{base}/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = status["agent"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["clinic_kb", "book_appointment"], "{status}");
+    assert!(!status.to_string().contains(&secret));
+
+    // The two questions the README asks, in one session.
+    let mut socket = crate::helpers::TestSocket::connect(&format!(
+        "ws://127.0.0.1:{port}/ws/readme-example?protocol=stream"
+    ))
+    .await;
+    assert_eq!(socket.recv().await["status"], "connected");
+    socket
+        .send_message("When are you open on Saturday? [mock:tool=clinic_kb]")
+        .await;
+    let events = socket.until_ready().await;
+    assert_eq!(of_type(&events, "function_called").len(), 1, "{events:?}");
+    let full = full_response(&events);
+    assert!(full.contains("clinic.md"), "{full}");
+    assert!(full.contains("Saturday"), "{full}");
+    socket
+        .send_message("Book a blood test [mock:tool=book_appointment arg=exam]")
+        .await;
+    let events = socket.until_ready().await;
+    let called = of_type(&events, "function_called");
+    assert_eq!(called[0]["function_name"], "book_appointment", "{events:?}");
+    let full = full_response(&events);
+    assert!(
+        full.starts_with("Tool book_appointment said: Booked: Book a blood test, reference B-1."),
+        "the Python server checked the signature and booked: {full}"
+    );
+
+    // The server refuses what the worker did not sign.
+    let forged = reqwest::Client::new()
+        .post(&tool_url)
+        .header("webhook-id", "msg_forged")
+        .header(
+            "webhook-timestamp",
+            chrono::Utc::now().timestamp().to_string(),
+        )
+        .header("webhook-signature", "v1,bm90IGEgc2lnbmF0dXJl")
+        .body(r#"{"message":{"toolCallList":[{"id":"c","arguments":{"exam":"x"}}]}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    drop(gateway);
+    drop(tool_server);
+    std::fs::remove_dir_all(dir).unwrap();
+}
