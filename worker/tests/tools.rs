@@ -263,3 +263,47 @@ async fn calls_run_side_by_side() {
     assert_eq!((a.outcome, b.outcome), (Outcome::Ok, Outcome::Ok));
     assert_eq!(server.max_in_flight(), 2);
 }
+
+/// The worker binary checks its agent file before anything else and its tools' secrets
+/// and folders before it takes work: each mistake stops it with a line naming it.
+#[test]
+fn the_worker_binary_stops_on_a_bad_agent_file_or_a_missing_secret() {
+    let dir = std::env::temp_dir().join(format!("worker-agent-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |yaml: &str, redis: Option<&str>| {
+        let file = dir.join("agent.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_worker"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AGENT_FILE", &file)
+            .env("WORKER_HTTP_HOST", "127.0.0.1")
+            .env("WORKER_HTTP_PORT", "0");
+        if let Some(url) = redis {
+            command.env("REDIS_URL", url);
+        }
+        let output = command.output().expect("worker runs");
+        assert!(!output.status.success(), "{yaml}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+
+    let stderr = run(
+        "name: A\ntools:\n  - {name: t, type: webhook, url: 'http://h', timeout_secs: 0}\n",
+        None,
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("tools[0].timeout_secs"), "{stderr}");
+
+    let redis = shared::testkit::RedisServer::start();
+    let stderr = run(
+        "name: A\ntools:\n  - {name: book, type: webhook, url: 'https://example.com/t', secret_env: NOT_SET_HERE}\n",
+        Some(&redis.url()),
+    );
+    assert!(
+        stderr.contains("book") && stderr.contains("NOT_SET_HERE is not set"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
