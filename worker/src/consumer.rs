@@ -284,3 +284,24 @@ async fn keep_claims(consumer: Arc<Consumer>, stop: CancellationToken) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reading_is_false_before_during_nothing_and_after_a_panic() {
+        let reading = Reading::default();
+        assert!(!reading.is_running(), "not before the intake starts");
+        let task = tokio::spawn({
+            let reading = reading.clone();
+            async move {
+                let _running = reading.running();
+                assert!(reading.is_running());
+                panic!("an intake that dies");
+            }
+        });
+        assert!(task.await.is_err());
+        assert!(!reading.is_running(), "not once it died");
+    }
+}
