@@ -29,22 +29,36 @@ pub struct Proc {
     child: Option<Child>,
     /// A worker's consumer name in the `workers` group.
     pub worker_id: Option<String>,
+    /// Where its output (its log) goes.
+    log: PathBuf,
 }
+
+/// Numbers log files apart: the suite's tests run at once in one process.
+static SPAWNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Proc {
     fn spawn(name: &str, mut command: Command) -> Self {
-        let log = std::env::temp_dir().join(format!("faults-{name}-{}.log", std::process::id()));
-        let log = std::fs::File::create(log).expect("log file");
+        let n = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log =
+            std::env::temp_dir().join(format!("faults-{}-{n}-{name}.log", std::process::id()));
+        let file = std::fs::File::create(&log).expect("log file");
         let child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
+            // Logs go to stdout, panics to stderr: both are the log.
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         Self {
             child: Some(child),
             worker_id: None,
+            log,
         }
+    }
+
+    /// What the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGKILL, at once.
@@ -79,6 +93,10 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
+        // Kept when a test fails, to read what the process said.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 

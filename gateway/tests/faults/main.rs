@@ -444,6 +444,48 @@ async fn a_redis_outage_is_reported_and_survived() {
     );
 }
 
+/// A provider's error, in the stream or as its answer, in any body shape: the client
+/// gets `llm_error`, and the worker process's log has the provider's own message,
+/// never a parse failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_providers_error_is_llm_error_with_its_message_in_the_workers_log() {
+    let mut cluster = Cluster::start(1, 0, &[]);
+    cluster.workers.push(cluster.spawn_worker(0));
+    let mut client = ChatClient::new(cluster.gateway_urls(), 0).await;
+    let cases = [
+        (
+            "[mock:deviate=error_event]",
+            "mock-llm: the model is overloaded (injected mid-stream)",
+        ),
+        (
+            "[mock:status=400 deviate=flat_error]",
+            "mock-llm: request rejected (injected)",
+        ),
+        ("[mock:status=404]", "mock-llm: model not found (injected)"),
+    ];
+    for (directive, _) in cases {
+        let outcome = client
+            .exchange(&format!("fail {directive}"), ANSWER_WITHIN)
+            .await;
+        assert_eq!(outcome, Outcome::Error("llm_error".into()), "{directive}");
+    }
+    let log = cluster.workers[0].log();
+    for (directive, message) in cases {
+        assert!(
+            log.contains(message),
+            "{directive}: {message:?} not in the worker's log:\n{log}"
+        );
+    }
+    for parse_failure in ["deserializ", "unreadable"] {
+        assert!(!log.contains(parse_failure), "{parse_failure}:\n{log}");
+    }
+    println!(
+        "faults[provider-errors]: {} provider errors (mid-stream event, flat body, error \
+         object) reached the client as llm_error; the worker logged each provider's message",
+        cases.len()
+    );
+}
+
 /// Claim lease of the saturation case, as in the measurement that found the starvation.
 const SATURATION_LEASE: Duration = Duration::from_secs(3);
 
