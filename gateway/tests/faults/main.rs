@@ -517,6 +517,15 @@ async fn a_worker_killed_under_saturation_has_its_messages_answered_first() {
             let mut cluster = cluster.lock().unwrap();
             let victim = &mut cluster.workers[0];
             let consumer = victim.worker_id.clone().expect("a worker id");
+            // On a busy machine a worker may start late: kill it once it is answering.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while inspector.held_by(&consumer).is_empty() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the worker to kill never took a message"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
             victim.kill();
             let at = std::time::Instant::now();
             // What it held when it died: its pending entries, not reclaimed before a
