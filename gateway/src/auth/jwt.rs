@@ -8,12 +8,15 @@
 //! off; `nbf` is checked; `iss` and `aud`, when configured, are required claims too
 //! (the library otherwise lets a token without them pass); leeway is small.
 //!
-//! `exp` is read and checked here (`expiry`), in milliseconds, not by the library: it
-//! reads only integer seconds, and the socket deadline must come from the same value
-//! the check used. A header with `crit` is refused: this server implements no JWS
-//! extension, and RFC 7515 §4.1.11 says a token naming one it does not understand is
-//! invalid (the library ignores `crit`).
+//! `exp` and `nbf` are read and checked here (`expiry`), in milliseconds, not by the
+//! library: it reads only integer seconds, and the socket deadline must come from the
+//! same value the check used. A claim name that repeats refuses the token (`claims`).
+//! A configured issuer must be the token's `iss` string (the library also accepts an
+//! array naming it; RFC 7519 makes `iss` one string). A header with `crit` is refused:
+//! this server implements no JWS extension, and RFC 7515 §4.1.11 says a token naming
+//! one it does not understand is invalid (the library ignores `crit`).
 
+use super::claims::{DUPLICATE, UniqueClaims};
 use super::expiry;
 use super::jwks::Jwks;
 use jsonwebtoken::errors::ErrorKind;
@@ -53,6 +56,8 @@ pub enum AuthError {
     NoUser(String),
     #[error("the token's {0:?} claim is not a number of seconds")]
     InvalidClaim(String),
+    #[error("the token repeats a claim name")]
+    DuplicateClaim,
     #[error("the token requires header extensions (crit) this server does not support")]
     UnsupportedCritical,
 }
@@ -103,6 +108,8 @@ pub struct Verifier {
     validation: Validation,
     user_claim: String,
     require_exp: bool,
+    /// An issuer is configured: `iss` must be one string naming it.
+    check_issuer: bool,
     leeway_secs: u64,
     max_user_chars: usize,
 }
@@ -131,10 +138,11 @@ impl Verifier {
         let mut validation = Validation::new(algorithm);
         validation.algorithms = vec![algorithm];
         validation.leeway = leeway_secs;
-        // `exp` is checked whenever present, required unless configured off, and both
-        // are done in `verify` (`expiry`), not by the library.
+        // `exp` is checked whenever present, required unless configured off, and `nbf`
+        // is checked whenever present; all in `verify` (`expiry`), not by the library.
         validation.validate_exp = false;
-        validation.validate_nbf = true;
+        validation.validate_nbf = false;
+        let check_issuer = !issuers.is_empty();
         let mut required = Vec::new();
         if !issuers.is_empty() {
             validation.set_issuer(&issuers);
@@ -154,6 +162,7 @@ impl Verifier {
             validation,
             user_claim,
             require_exp,
+            check_issuer,
             leeway_secs,
             max_user_chars,
         }
@@ -191,16 +200,21 @@ impl Verifier {
                 self.decode(token, &key)?
             }
         };
+        if self.check_issuer && !matches!(claims.get("iss"), Some(Value::String(_))) {
+            return Err(AuthError::WrongIssuer);
+        }
+        let now = u64::try_from(shared::clock::now_millis()).unwrap_or(0);
+        let leeway_ms = self.leeway_secs.saturating_mul(1000);
         let expires_at_ms = expiry::expiry_ms(&claims)?;
         match expires_at_ms {
             None if self.require_exp => return Err(AuthError::MissingClaim("exp".into())),
-            Some(exp) => {
-                let now = u64::try_from(shared::clock::now_millis()).unwrap_or(0);
-                if exp.saturating_add(self.leeway_secs.saturating_mul(1000)) <= now {
-                    return Err(AuthError::Expired);
-                }
-            }
-            None => {}
+            Some(exp) if exp.saturating_add(leeway_ms) <= now => return Err(AuthError::Expired),
+            _ => {}
+        }
+        if let Some(nbf) = expiry::not_before_ms(&claims)?
+            && nbf > now.saturating_add(leeway_ms)
+        {
+            return Err(AuthError::NotYetValid);
         }
         let user = self.user_of(&claims)?;
         Ok(Identity {
@@ -210,9 +224,16 @@ impl Verifier {
     }
 
     fn decode(&self, token: &str, key: &DecodingKey) -> Result<Map<String, Value>, AuthError> {
-        jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation)
-            .map(|data| data.claims)
+        jsonwebtoken::decode::<UniqueClaims>(token, key, &self.validation)
+            .map(|data| data.claims.0)
             .map_err(|error| match error.into_kind() {
+                // Ours (`UniqueClaims`, read first) or the library's own claims struct.
+                ErrorKind::Json(error) if error.to_string().starts_with(DUPLICATE) => {
+                    AuthError::DuplicateClaim
+                }
+                ErrorKind::Json(error) if error.to_string().starts_with("duplicate field") => {
+                    AuthError::DuplicateClaim
+                }
                 ErrorKind::InvalidSignature => AuthError::BadSignature,
                 ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
                     AuthError::WrongAlgorithm
@@ -434,6 +455,62 @@ mod tests {
                 "{bad}: {refused:?}"
             );
         }
+    }
+
+    #[test]
+    fn nbf_of_any_numeric_shape_repeats_and_issuer_arrays() {
+        let v = verifier(&["issuer"], &[], true);
+        let now_ms = jsonwebtoken::get_current_timestamp() * 1000;
+        let exp = now() + 60;
+        let with = |extra: serde_json::Value| {
+            let mut claims = json!({"sub": "a", "exp": exp, "iss": "issuer"});
+            for (k, val) in extra.as_object().unwrap() {
+                claims[k] = val.clone();
+            }
+            v.verify(&sign(claims))
+        };
+        // A fractional nbf in the past is a good token; in the future, not yet valid.
+        assert!(with(json!({"nbf": (now_ms - 10_500) as f64 / 1000.0})).is_ok());
+        assert_eq!(
+            with(json!({"nbf": (now_ms + 60_500) as f64 / 1000.0})),
+            Err(AuthError::NotYetValid)
+        );
+        assert_eq!(with(json!({"nbf": u64::MAX})), Err(AuthError::NotYetValid));
+        assert!(with(json!({"nbf": -1})).is_ok());
+        assert_eq!(
+            with(json!({"nbf": "0"})),
+            Err(AuthError::InvalidClaim("nbf".into()))
+        );
+        // `iss` is one string; an array naming the issuer is not it.
+        assert_eq!(
+            with(json!({"iss": ["issuer", "other"]})),
+            Err(AuthError::WrongIssuer)
+        );
+        // A repeated claim, registered or not, refuses the token.
+        let repeated = |payload: &str| {
+            let message = format!(
+                "{}.{}",
+                b64(br#"{"alg":"HS256","typ":"JWT"}"#),
+                b64(payload.as_bytes())
+            );
+            let key = EncodingKey::from_secret(SECRET.as_bytes());
+            let signature =
+                jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256).unwrap();
+            v.verify(&format!("{message}.{signature}"))
+        };
+        for payload in [
+            format!(r#"{{"sub":"a","sub":"b","exp":{exp},"iss":"issuer"}}"#),
+            format!(r#"{{"sub":"a","exp":{exp},"exp":{exp},"iss":"issuer"}}"#),
+            format!(r#"{{"sub":"a","exp":{exp},"iss":"issuer","role":1,"role":2}}"#),
+        ] {
+            assert_eq!(
+                repeated(&payload),
+                Err(AuthError::DuplicateClaim),
+                "{payload}"
+            );
+        }
+        let once = format!(r#"{{"sub":"a","exp":{exp},"iss":"issuer","role":1}}"#);
+        assert!(repeated(&once).is_ok());
     }
 
     #[test]

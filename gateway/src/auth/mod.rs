@@ -3,7 +3,8 @@
 //!
 //! - [`settings`]: the `JWT_*` settings and their start-up check.
 //! - [`jwt`]: the verifier (pinned algorithm, required claims, user claim).
-//! - [`expiry`]: the token's `exp`, in every shape a NumericDate can take.
+//! - [`expiry`]: the token's `exp` and `nbf`, in every shape a NumericDate can take.
+//! - [`claims`]: the claims set, refused when a claim name repeats.
 //! - [`jwks`]: keys from a JWKS file, by `kid`, reloaded when the file changes.
 //! - [`caller`]: the middleware that reads and verifies the token once per request,
 //!   the 401 for REST, the [`caller::Caller`] handlers take and the ownership rule.
@@ -12,6 +13,7 @@
 //! `ws::token`.
 
 pub mod caller;
+pub mod claims;
 pub mod expiry;
 pub mod jwks;
 pub mod jwt;
