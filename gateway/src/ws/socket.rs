@@ -28,6 +28,8 @@ use tokio::time::Instant;
 
 /// The close reason of a socket whose client did not keep up (1013).
 const TOO_SLOW: &str = "client too slow";
+/// Longest a closing socket waits to send its close frame, then for the client's.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// The socket ended; carry the close code to send, if any.
 struct Closed(Option<(u16, &'static str)>);
@@ -458,6 +460,23 @@ impl Connection {
             code,
             reason: reason.into(),
         }));
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.send(frame)).await;
+        if tokio::time::timeout(CLOSE_WAIT, self.socket.send(frame))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        // The closing handshake (RFC 6455 §7.1.1): read, and drop, what the client still
+        // sends until its Close. Dropping the connection with its frames unread makes the
+        // kernel answer with a reset, which can destroy our close frame (4429 to a
+        // flooding client) before the client reads it.
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            while let Some(Ok(frame)) = self.socket.recv().await {
+                if matches!(frame, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 }
