@@ -740,3 +740,81 @@ async fn a_worker_killed_after_a_webhook_answered_does_not_call_it_again() {
     assert_eq!(stored[0]["result"], r#"echo:{"query":"Book a blood test"}"#);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The other half: a worker killed while the webhook is still running leaves a call
+/// with no stored result. The next worker sends it again with the same `webhook-id`
+/// (and a fresh valid signature), so the customer's server can tell the retry from a
+/// new booking; the answer then comes from that result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_during_a_webhook_resends_it_with_the_same_webhook_id() {
+    use loadtest::tool_server::{ToolServer, new_secret};
+    let secret = new_secret();
+    let server = std::sync::Arc::new(ToolServer::start(Some(&secret)).await);
+    let dir = std::env::temp_dir().join(format!("faults-agent-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let agent = dir.join("agent.yaml");
+    std::fs::write(
+        &agent,
+        format!(
+            "name: Booking Agent\ntools:\n  - {{name: book, type: webhook, url: '{}', secret_env: BOOK_SECRET}}\n",
+            server.url("slow/3000")
+        ),
+    )
+    .unwrap();
+    let mut cluster = Cluster::start(1, 0, &[]);
+    cluster.set_worker_env("AGENT_FILE", agent.to_str().unwrap());
+    cluster.set_worker_env("BOOK_SECRET", &secret);
+    cluster.set_worker_env("TOOL_URL_ALLOWLIST", "127.0.0.1");
+    cluster.workers.push(cluster.spawn_worker(0));
+    let gateways = cluster.gateway_urls();
+
+    let mut client = ChatClient::new(gateways.clone(), 0).await;
+    let watcher = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while server.calls().is_empty() {
+                if tokio::time::Instant::now() > deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            true
+        })
+    };
+    let outcome = {
+        let exchange = client.exchange("Book a blood test [mock:tool=book]", ANSWER_WITHIN);
+        tokio::pin!(exchange);
+        tokio::select! {
+            outcome = &mut exchange => panic!("answered before the kill: {outcome:?}"),
+            arrived = watcher => {
+                assert!(arrived.unwrap(), "the webhook was called");
+                // The server holds the call for 3 s: the worker dies before its answer.
+                cluster.workers[0].kill();
+                cluster.workers[0] = cluster.spawn_worker(1);
+                exchange.await
+            }
+        }
+    };
+    let Outcome::Complete(answer) = outcome else {
+        panic!("no complete: {outcome:?}")
+    };
+    assert!(
+        answer.starts_with(r#"Tool book said: echo:{"query":"Book a blood test"}."#),
+        "{answer}"
+    );
+    let calls = server.calls();
+    let counts = server.calls_per_webhook_id();
+    println!(
+        "faults[tool-resend]: webhook calls {}, per id {counts:?}",
+        calls.len()
+    );
+    assert_eq!(calls.len(), 2, "sent again after the kill: {counts:?}");
+    assert_eq!(counts.len(), 1, "with the same webhook-id: {counts:?}");
+    assert!(calls.iter().all(|c| c.signature_valid), "both signed");
+    assert!(
+        client.tally.restarts_seen >= 1,
+        "the takeover was announced"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
