@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Runs the "Vanilla JavaScript" client of seed 000 (/work/shared/seeds/000_d979786117ad5480.txt)
+// Runs the "Vanilla JavaScript" client of the simple client's seed document (000_d979786117ad5480.txt)
 // against a running gateway and reports what it received.
 //
 //   node run-simple.js <wsUrl e.g. ws://127.0.0.1:8080/ws/user123> <message1> [message2 ...]

@@ -1,7 +1,8 @@
 //! `/metrics` of a gateway and of a worker (separate processes on one Redis), parsed by
-//! `prometheus_client.parser` after a chat, a bad frame and a cancelled answer: every
-//! family the contract names is there with its type, and the counts moved by exactly
-//! what happened.
+//! `prometheus_client.parser` after a chat, a bad frame, a cancelled answer and an
+//! answer with two tool calls (one that works, one whose server refuses the
+//! connection): every family the contract names is there with its type, and the counts
+//! moved by exactly what happened.
 
 use crate::cluster::{Cluster, wait_http};
 use crate::python;
@@ -90,7 +91,8 @@ impl Scrape {
     }
 }
 
-/// Scrapes until `ready` holds (a worker counts an answer just after publishing it).
+/// Scrapes until `ready` holds (a worker counts an answer just after publishing it,
+/// and its families one after the other).
 async fn scrape_until(url: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -102,10 +104,33 @@ async fn scrape_until(url: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
     }
 }
 
+/// An agent file with a knowledge base (`kb`) and a webhook (`book`) on a loopback
+/// port where nothing listens; returns the file.
+fn agent_with_two_tools() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("observe-agent-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(dir.join("kb")).expect("temp dir");
+    std::fs::write(dir.join("kb/prices.md"), "A blood test costs 25 euros.").unwrap();
+    let file = dir.join("agent.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: Metrics Agent\ntools:\n\
+             - {{name: kb, type: knowledge_base, description: Clinic facts., documents: kb}}\n\
+             - {{name: book, type: webhook, description: Books., url: 'http://127.0.0.1:{}/hook', timeout_secs: 2}}\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    file
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_families_move_with_a_chat_a_bad_frame_and_a_cancel() {
+async fn metrics_families_move_with_a_chat_a_bad_frame_a_cancel_and_tool_calls() {
     worker::llm::install_crypto_provider();
     let mut cluster = Cluster::start(1, 0, &[]);
+    let agent = agent_with_two_tools();
+    cluster.set_worker_env("AGENT_FILE", agent.to_str().unwrap());
+    cluster.set_worker_env("TOOL_URL_ALLOWLIST", "127.0.0.1");
     let probe_port = free_port();
     cluster.workers.push(cluster.spawn_worker_on(0, probe_port));
     let worker_url = format!("http://127.0.0.1:{probe_port}");
@@ -121,6 +146,22 @@ async fn metrics_families_move_with_a_chat_a_bad_frame_and_a_cancel() {
     let before = Scrape::of(&worker_metrics).await;
     assert_eq!(before.kind("chat_messages_total"), "counter");
     assert_eq!(before.value("chat_messages_total", json!({})), 0.0);
+    // The agent's tools are series from the start.
+    assert_eq!(before.kind("chat_tool_calls_total"), "counter");
+    for (tool, outcome) in [
+        ("kb", "ok"),
+        ("kb", "error"),
+        ("book", "ok"),
+        ("book", "error"),
+    ] {
+        let labels = json!({"tool": tool, "outcome": outcome});
+        let samples = before.0["chat_tool_calls"]["samples"].as_array().unwrap();
+        assert!(
+            samples.iter().any(|s| s[1] == labels),
+            "no series {labels} before any call"
+        );
+        assert_eq!(before.value("chat_tool_calls_total", labels), 0.0);
+    }
 
     let session = uuid::Uuid::new_v4().to_string();
     let mut socket = Socket::open(&gateway, &session).await;
@@ -142,10 +183,28 @@ async fn metrics_families_move_with_a_chat_a_bad_frame_and_a_cancel() {
     let cancelled = socket.answer().await;
     assert_eq!(cancelled["type"], "complete", "{cancelled}");
     assert_eq!(cancelled["cancelled"], true, "{cancelled}");
+    // An answer with two tool calls in one turn: `kb` answers, `book` cannot connect.
+    socket
+        .send_text(r#"{"message":"How much is a blood test? [mock:tool=kb][mock:tool=book]"}"#)
+        .await;
+    let mut called = Vec::new();
+    let with_tools = loop {
+        let event = socket.next().await;
+        match event["type"].as_str() {
+            Some("function_called") => called.push(event["function_name"].clone()),
+            Some("complete" | "error") => break event,
+            _ => {}
+        }
+    };
+    socket.until(|e| e["status"] == "ready").await;
+    assert_eq!(with_tools["type"], "complete", "{with_tools}");
+    called.sort_by_key(|name| name.to_string());
+    assert_eq!(called, [json!("book"), json!("kb")]);
 
     let gateway_scrape = Scrape::of(&gateway_metrics).await;
+    // The answer's duration is the last thing a worker records for it.
     let worker_scrape = scrape_until(&worker_metrics, |s| {
-        s.value("chat_messages_total", json!({})) >= 2.0
+        s.value("chat_answer_duration_seconds_count", json!({})) >= 3.0
     })
     .await;
 
@@ -161,7 +220,7 @@ async fn metrics_families_move_with_a_chat_a_bad_frame_and_a_cancel() {
         0.0
     );
     assert_eq!(g.kind("chat_messages_accepted_total"), "counter");
-    assert_eq!(g.value("chat_messages_accepted_total", json!({})), 2.0);
+    assert_eq!(g.value("chat_messages_accepted_total", json!({})), 3.0);
     assert_eq!(g.kind("chat_messages_rejected_total"), "counter");
     assert_eq!(
         g.value(
@@ -172,9 +231,10 @@ async fn metrics_families_move_with_a_chat_a_bad_frame_and_a_cancel() {
     );
     assert_eq!(g.value("chat_messages_rejected_total", json!({})), 1.0);
     assert_eq!(g.kind("chat_events_forwarded_total"), "counter");
-    // Two answers: typing, at least one chunk, complete, ready each.
+    // Three answers: typing, at least one chunk, complete, ready each; two
+    // `function_called`.
     let forwarded = g.value("chat_events_forwarded_total", json!({"protocol": "stream"}));
-    assert!(forwarded >= 8.0, "forwarded {forwarded}");
+    assert!(forwarded >= 14.0, "forwarded {forwarded}");
     assert_eq!(g.kind("chat_slow_client_closes_total"), "counter");
     assert_eq!(g.value("chat_slow_client_closes_total", json!({})), 0.0);
     assert_eq!(g.kind("chat_inbox_backlog"), "gauge");
@@ -189,7 +249,7 @@ async fn metrics_families_move_with_a_chat_a_bad_frame_and_a_cancel() {
     assert_eq!(w.kind("chat_messages_total"), "counter");
     assert_eq!(
         w.value("chat_messages_total", json!({"outcome": "complete"})),
-        1.0
+        2.0
     );
     assert_eq!(
         w.value("chat_messages_total", json!({"outcome": "cancelled"})),
@@ -200,19 +260,20 @@ async fn metrics_families_move_with_a_chat_a_bad_frame_and_a_cancel() {
         0.0
     );
     assert_eq!(w.kind("chat_first_chunk_seconds"), "histogram");
-    assert_eq!(w.value("chat_first_chunk_seconds_count", json!({})), 2.0);
+    assert_eq!(w.value("chat_first_chunk_seconds_count", json!({})), 3.0);
     assert!(w.value("chat_first_chunk_seconds_sum", json!({})) > 0.0);
     let inf = w.value("chat_first_chunk_seconds_bucket", json!({"le": "+Inf"}));
-    assert_eq!(inf, 2.0);
+    assert_eq!(inf, 3.0);
     assert_eq!(w.kind("chat_answer_duration_seconds"), "histogram");
     assert_eq!(
         w.value("chat_answer_duration_seconds_count", json!({})),
-        2.0
+        3.0
     );
     assert_eq!(w.kind("chat_llm_requests_total"), "counter");
+    // The chat's request, and the tool answer's two (the calls, then the answer).
     assert_eq!(
         w.value("chat_llm_requests_total", json!({"outcome": "ok"})),
-        1.0
+        3.0
     );
     assert_eq!(
         w.value("chat_llm_requests_total", json!({"outcome": "cancelled"})),
@@ -225,8 +286,24 @@ async fn metrics_families_move_with_a_chat_a_bad_frame_and_a_cancel() {
     assert_eq!(w.kind("chat_llm_first_token_seconds"), "histogram");
     assert_eq!(
         w.value("chat_llm_first_token_seconds_count", json!({})),
-        2.0
+        4.0
     );
+    assert_eq!(w.kind("chat_tool_calls_total"), "counter");
+    for (tool, outcome, count) in [
+        ("kb", "ok", 1.0),
+        ("kb", "error", 0.0),
+        ("book", "ok", 0.0),
+        ("book", "error", 1.0),
+    ] {
+        assert_eq!(
+            w.value(
+                "chat_tool_calls_total",
+                json!({"tool": tool, "outcome": outcome})
+            ),
+            count,
+            "{tool} {outcome}"
+        );
+    }
     assert_eq!(w.kind("chat_inbox_backlog"), "gauge");
     assert_eq!(w.kind("chat_reclaims_total"), "counter");
     assert_eq!(w.value("chat_reclaims_total", json!({})), 0.0);
@@ -240,4 +317,5 @@ async fn metrics_families_move_with_a_chat_a_bad_frame_and_a_cancel() {
             "label value {value} looks like an id"
         );
     }
+    let _ = std::fs::remove_dir_all(agent.parent().unwrap());
 }
