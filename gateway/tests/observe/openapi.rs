@@ -40,13 +40,17 @@ fn schemathesis(gateway: &GatewayProc, headers: &[String]) {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/observe/schemathesis.toml"
     );
+    // Run in a folder of its own: hypothesis keeps its example database in the cwd.
+    let workdir = std::env::temp_dir().join(format!("schemathesis-{}", gateway.port));
+    std::fs::create_dir_all(&workdir).expect("work dir");
     let mut command = Command::new(bin.join("schemathesis"));
     command
+        .current_dir(&workdir)
         .args(["--no-color", "--config-file", config, "run"])
         .arg(format!("{}/openapi.json", gateway.url()))
         .args(["--max-examples", EXAMPLES, "--seed", SEED, "--workers", "1"])
         .args(["--report-dir"])
-        .arg(std::env::temp_dir().join(format!("schemathesis-{}", gateway.port)));
+        .arg(workdir.join("report"));
     for header in headers {
         command.args(["-H", header]);
     }
