@@ -40,7 +40,7 @@ fi
 # validator, schemathesis, OTLP protobuf types): a venv under target/, made once.
 bash scripts/python-env.sh >/dev/null
 
-for dir in tests/seeds tests/browser; do
+for dir in tests/seeds tests/browser tests/asyncapi; do
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 done
 

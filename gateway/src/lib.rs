@@ -19,6 +19,7 @@
 //!   `Host`).
 //! - [`security`]: the above, built once from the settings.
 
+pub mod asyncapi;
 pub mod auth;
 pub mod error;
 pub mod limits;

@@ -2,9 +2,11 @@
 //! through `utoipa_axum`'s `routes!` from the same `#[utoipa::path]` annotation that
 //! documents it (a route cannot be served undocumented or documented unserved), the
 //! bodies are the handlers' own types, and the WebSocket frames are the schemas of
-//! `shared::wire`'s types. Served at `/openapi.json`; `/docs/` is Swagger UI from the
-//! copy vendored in `utoipa-swagger-ui` (no CDN, no download at build time).
+//! `shared::wire`'s types. Served at `/openapi.json`, with the socket's AsyncAPI
+//! document made from it (`asyncapi`) at `/asyncapi.json`; `/docs/` is Swagger UI from
+//! the copy vendored in `utoipa-swagger-ui` (no CDN, no download at build time).
 
+use crate::asyncapi;
 use crate::error::ErrorBody;
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -34,9 +36,14 @@ pub const DOCS_PATH: &str = "/docs";
             Errors are always `{\"error\": \"<code>\", \"message\": \"<sentence>\"}`. \
             With authentication off (no JWT key configured) no route needs a token; with it on, \
             every route but `/`, `/health`, `/livez`, `/metrics`, `/openapi.json`, `/docs` and `/demo` \
-            needs `Authorization: Bearer <JWT>`. The WebSocket frames are the schemas \
-            `ClientFrameWire` (client to server), `StreamEvent` and `SimpleEvent` (server to client); \
-            the protocol is written out in docs/protocol.md of the repository.",
+            needs `Authorization: Bearer <JWT>`. Bodies are read by the handlers themselves, so the \
+            framework's own rejections never reach a client as such: a malformed or mistyped body \
+            is a 400 (never 415 or 422; any content type is read as JSON), a body over the limit \
+            a 413, a bad path or query value a 400, an unknown route a 404 (`not_found`) and a \
+            wrong method a 405 (`invalid_request`), all with the error body. The WebSocket frames \
+            are the schemas `ClientFrameWire` (client to server), `StreamEvent` and `SimpleEvent` \
+            (server to client), and /asyncapi.json describes the socket as AsyncAPI 3.0; the \
+            protocol is written out in docs/protocol.md of the repository.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(file),
@@ -68,6 +75,7 @@ impl Modify for BearerScheme {
 #[derive(Clone)]
 struct Served {
     json: Arc<str>,
+    asyncapi: Arc<str>,
     page: Arc<Config<'static>>,
 }
 
@@ -78,6 +86,17 @@ async fn spec(Extension(served): Extension<Served>) -> Response {
     (
         [(CONTENT_TYPE, "application/json")],
         served.json.to_string(),
+    )
+        .into_response()
+}
+
+/// `GET /asyncapi.json`.
+#[utoipa::path(get, path = "/asyncapi.json", operation_id = "asyncapi", tag = "docs",
+    responses((status = 200, description = "The AsyncAPI 3.0 document of the WebSocket protocol, made from this one's frame schemas.", content_type = "application/json", body = Object)))]
+async fn asyncapi_spec(Extension(served): Extension<Served>) -> Response {
+    (
+        [(CONTENT_TYPE, "application/json")],
+        served.asyncapi.to_string(),
     )
         .into_response()
 }
@@ -140,6 +159,7 @@ fn asset(served: &Served, file: &str) -> Response {
 pub fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
     OpenApiRouter::new()
         .routes(routes!(spec))
+        .routes(routes!(asyncapi_spec))
         .routes(routes!(docs))
         .routes(routes!(page))
         .route("/docs/{*file}", get(file))
@@ -150,16 +170,16 @@ pub fn serve<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     document: &utoipa::openapi::OpenApi,
 ) -> Router<S> {
-    let json: Arc<str> = document
-        .to_json()
-        .expect("the OpenAPI document serializes")
-        .into();
+    let value = serde_json::to_value(document).expect("the OpenAPI document serializes");
+    let asyncapi = asyncapi::document(&value).to_string().into();
+    let json: Arc<str> = value.to_string().into();
     let page = Config::new([SPEC_PATH])
         // Swagger UI's default sends the document to an online validator.
         .validator_url("none")
         .try_it_out_enabled(true);
     router.layer(Extension(Served {
         json,
+        asyncapi,
         page: Arc::new(page),
     }))
 }

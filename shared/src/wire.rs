@@ -107,11 +107,14 @@ pub enum ClientFrame {
     },
 }
 
-/// The JSON of a client frame, as published in the protocol's schema (`/openapi.json`
-/// components and `docs/protocol.md`). Parsing is [`parse_client_frame`]'s job (it
-/// ignores extra fields and tells `invalid_json` from `invalid_message`); this type
-/// is the documented shape, and [`ClientFrame::to_wire`] maps a parsed frame onto it,
-/// so a test can hold the two together.
+// The documented shape of a client frame (the schema in `/openapi.json`,
+// `/asyncapi.json` and `docs/protocol.md`). Parsing is `parse_client_frame`'s job (it
+// ignores extra fields and tells `invalid_json` from `invalid_message`);
+// `ClientFrame::to_wire` maps a parsed frame onto this type, so tests hold the two
+// together.
+/// A text frame from the client (JSON): a user message or a control frame. Extra
+/// fields are ignored; a frame of neither shape is answered with an `error` event
+/// (`invalid_json` or `invalid_message`) and the socket stays open.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum ClientFrameWire {

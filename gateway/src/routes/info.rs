@@ -35,6 +35,7 @@ pub async fn api_info() -> Json<ApiInfo> {
         ("status", "GET /status"),
         ("metrics", "GET /metrics"),
         ("openapi", "GET /openapi.json"),
+        ("asyncapi", "GET /asyncapi.json"),
         ("docs", "GET /docs"),
         ("create_session", "POST /api/create-session"),
         ("session_info", "GET /api/session/{session_id}/info"),
