@@ -11,5 +11,6 @@ mod procs;
 mod python;
 mod socket;
 
+mod docs;
 mod metrics;
 mod openapi;
