@@ -402,8 +402,7 @@ impl Answerer {
         );
         let (announced, opened) = tokio::select! {
             _ = cancel.cancelled() => {
-                metrics::llm_request(LlmOutcome::Cancelled);
-                return Ok(Streamed::Cancelled(String::new()));
+                return Ok(cancelled(String::new()));
             }
             both = async {
                 match announce {
@@ -419,8 +418,7 @@ impl Answerer {
         if let Some(announced) = announced
             && announced?.is_err()
         {
-            metrics::llm_request(LlmOutcome::Cancelled);
-            return Ok(Streamed::Cancelled(String::new()));
+            return Ok(cancelled(String::new()));
         }
         // Tokens that are already waiting come out together (one Redis call for all of
         // them), whatever their number: under load the worker catches up in batches.
@@ -447,13 +445,12 @@ impl Answerer {
             };
             tokio::select! {
                 _ = cancel.cancelled() => {
-                    metrics::llm_request(LlmOutcome::Cancelled);
-                    return Ok(Streamed::Cancelled(sent));
+                    return Ok(cancelled(sent));
                 }
                 item = tokio::time::timeout_at(deadline, stream.next()) => match item {
                     Err(_) => {
                         if self.flush(session, work, &mut pending, &mut sent).await?.is_err() {
-                            return Ok(Streamed::Cancelled(sent));
+                            return Ok(cancelled(sent));
                         }
                         // Only a silent start is worth another try; a slow answer is not.
                         let retryable = sent.is_empty();
@@ -477,7 +474,7 @@ impl Answerer {
                         }
                         if let Some(error) = failure {
                             if self.flush(session, work, &mut pending, &mut sent).await?.is_err() {
-                                return Ok(Streamed::Cancelled(sent));
+                                return Ok(cancelled(sent));
                             }
                             return Ok(broken(sent, llm_failure(&error), true));
                         }
@@ -487,7 +484,7 @@ impl Answerer {
                         let full = pending.last().is_some_and(|c| c.len() >= MAX_CHUNK_BYTES);
                         if coalesce.is_zero() || first || full {
                             if self.flush(session, work, &mut pending, &mut sent).await?.is_err() {
-                                return Ok(Streamed::Cancelled(sent));
+                                return Ok(cancelled(sent));
                             }
                             flush_at = None;
                         } else if flush_at.is_none() {
@@ -497,7 +494,7 @@ impl Answerer {
                 },
                 _ = sleep_until_opt(flush_at) => {
                     if self.flush(session, work, &mut pending, &mut sent).await?.is_err() {
-                        return Ok(Streamed::Cancelled(sent));
+                        return Ok(cancelled(sent));
                     }
                     flush_at = None;
                 }
@@ -508,7 +505,7 @@ impl Answerer {
             .await?
             .is_err()
         {
-            return Ok(Streamed::Cancelled(sent));
+            return Ok(cancelled(sent));
         }
         metrics::llm_request(LlmOutcome::Ok);
         Ok(Streamed::Done(sent, requested))
@@ -566,6 +563,13 @@ const MAX_CHUNK_BYTES: usize = 2048;
 
 fn answered(text: String, cancelled: bool) -> Finish {
     Finish::Answered { text, cancelled }
+}
+
+/// The model request was stopped by a cancel, however it was noticed (the token, or a
+/// publish the store refused because the message was cancelled): counted once here.
+fn cancelled(sent: String) -> Streamed {
+    metrics::llm_request(LlmOutcome::Cancelled);
+    Streamed::Cancelled(sent)
 }
 
 fn broken(text: String, finish: Finish, retryable: bool) -> Streamed {
