@@ -93,6 +93,7 @@ async fn the_served_spec_is_valid_complete_and_true_without_auth() {
         "/status",
         "/metrics",
         "/openapi.json",
+        "/asyncapi.json",
         "/docs",
         "/api/create-session",
         "/api/session/{id}/info",
@@ -157,4 +158,141 @@ async fn the_served_spec_is_true_with_auth_on() {
         .status();
     assert_eq!(status, 401);
     schemathesis(&gateway, &[format!("Authorization: Bearer {token}")]);
+}
+
+/// What the gateway answers where axum's extractors would answer 400, 413, 415 or 422
+/// in plain text: the error body, with a status the operation documents (404 and 405,
+/// which belong to no operation, are in the document's description).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_framework_s_rejections_are_the_documented_error_body() {
+    worker::llm::install_crypto_provider();
+    let gateway = GatewayProc::start(&[("MAX_BODY_BYTES", "1024")]);
+    let (_, spec) = served_spec(&gateway).await;
+    let codes: Vec<Value> = spec["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", gateway.url());
+    let big = format!("{{\"metadata\":{{\"a\":\"{}\"}}}}", "x".repeat(2000));
+    let cases = [
+        // (what, request, operation path and method, expected status, expected code)
+        (
+            "a JSON body sent as text/plain is read as JSON (no 415)",
+            client
+                .post(url("/api/create-session"))
+                .header("content-type", "text/plain")
+                .body("{}"),
+            ("/api/create-session", "post"),
+            201,
+            None,
+        ),
+        (
+            "a body with no content type at all",
+            client.post(url("/api/create-session")).body("{}"),
+            ("/api/create-session", "post"),
+            201,
+            None,
+        ),
+        (
+            "a field of the wrong type is a 400 (no 422)",
+            client
+                .post(url("/api/create-session"))
+                .header("content-type", "application/json")
+                .body(r#"{"protocol": 5}"#),
+            ("/api/create-session", "post"),
+            400,
+            Some("invalid_request"),
+        ),
+        (
+            "a body that is not JSON",
+            client
+                .post(url("/api/create-session"))
+                .header("content-type", "application/json")
+                .body("{not json"),
+            ("/api/create-session", "post"),
+            400,
+            Some("invalid_request"),
+        ),
+        (
+            "a body over MAX_BODY_BYTES",
+            client
+                .post(url("/api/create-session"))
+                .header("content-type", "application/json")
+                .body(big),
+            ("/api/create-session", "post"),
+            413,
+            Some("payload_too_large"),
+        ),
+        (
+            "a path whose escapes are not UTF-8",
+            client.get(url("/api/session/%FF/info")),
+            ("/api/session/{id}/info", "get"),
+            400,
+            Some("invalid_request"),
+        ),
+        (
+            "a query value of the wrong type",
+            client.get(url("/api/session/abc/messages?limit=many")),
+            ("/api/session/{id}/messages", "get"),
+            400,
+            Some("invalid_request"),
+        ),
+        (
+            "a plain request to the socket route",
+            client.get(url("/ws/abc")),
+            ("/ws/{id}", "get"),
+            400,
+            Some("invalid_request"),
+        ),
+    ];
+    for (what, request, (path, method), status, code) in cases {
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status().as_u16(), status, "{what}");
+        let documented = &spec["paths"][path][method]["responses"][status.to_string()];
+        assert!(
+            documented.is_object(),
+            "{what}: {path} documents no {status}"
+        );
+        let Some(code) = code else { continue };
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(content_type, "application/json", "{what}");
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(body["error"], code, "{what}: {body}");
+        assert!(codes.contains(&body["error"]), "{what}: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+        assert_eq!(body.as_object().unwrap().len(), 2, "{what}: {body}");
+        assert_eq!(
+            documented["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody",
+            "{what}"
+        );
+    }
+    for (what, request, status, code) in [
+        (
+            "an unknown route",
+            client.get(url("/no/such/route")),
+            404,
+            "not_found",
+        ),
+        (
+            "a wrong method",
+            client.put(url("/health")),
+            405,
+            "invalid_request",
+        ),
+    ] {
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status().as_u16(), status, "{what}");
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(body["error"], code, "{what}: {body}");
+        let description = spec["info"]["description"].as_str().unwrap();
+        assert!(description.contains(&status.to_string()), "{what}");
+    }
 }
