@@ -113,7 +113,7 @@ fn variants(schemas: &Value, schema: &str) -> Vec<(String, Value)> {
             found.extend(variants(schemas, target));
             continue;
         }
-        let name = type_tag(schemas, variant).unwrap_or_else(|| "message".to_owned());
+        let name = type_tag(variant).unwrap_or_else(|| "message".to_owned());
         let description = description(schemas, variant);
         found.push((
             name.clone(),
@@ -129,14 +129,11 @@ fn variants(schemas: &Value, schema: &str) -> Vec<(String, Value)> {
 }
 
 /// The `type` constant a variant carries, directly or in one part of its `allOf`.
-fn type_tag(schemas: &Value, variant: &Value) -> Option<String> {
+fn type_tag(variant: &Value) -> Option<String> {
     if let Some(tag) = variant["properties"]["type"]["enum"][0].as_str() {
         return Some(tag.to_owned());
     }
-    variant["allOf"]
-        .as_array()?
-        .iter()
-        .find_map(|part| type_tag(schemas, part))
+    variant["allOf"].as_array()?.iter().find_map(type_tag)
 }
 
 /// The variant's description, or that of the schema it refers to.
