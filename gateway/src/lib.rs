@@ -1,5 +1,5 @@
 //! The gateway: a stateless axum app serving the REST session API and WebSockets of
-//! `CONTRACT.md`. Sessions, history and events live in the backend (Redis, or memory
+//! `docs/protocol.md`. Sessions, history and events live in the backend (Redis, or memory
 //! when embedded), so any instance can serve any request or socket.
 //!
 //! # Layout

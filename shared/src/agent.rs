@@ -1,6 +1,6 @@
 //! The agent file (`AGENT_FILE`, YAML or JSON): who the assistant is and which tools it
 //! may call, in one file a team keeps beside its deployment (the Helm chart mounts it
-//! from a ConfigMap). The format is `CONTRACT.md` "Agent file and tools".
+//! from a ConfigMap). The format is `docs/protocol.md` "Agent file and tools".
 //!
 //! Both binaries load it at start-up, so the types live here: the gateway shows the
 //! name and lists the tools, the worker prompts, picks the model and runs the tools.

@@ -4,7 +4,7 @@
 //!
 //! - [`agent`]: the agent file (name, prompt, model, tools), checked at start-up.
 //! - [`ids`]: newtype ids parsed at the edge (`SessionId`, `MessageId`, `UserId`).
-//! - [`wire`]: the client-facing frames and events of `CONTRACT.md`, both protocols.
+//! - [`wire`]: the client-facing frames and events of `docs/protocol.md`, both protocols.
 //! - [`model`]: what is stored (sessions, messages) and what travels inside
 //!   (inbox jobs, event batches).
 //! - [`config`]: settings both binaries read (store, limits of the event log).

@@ -1,4 +1,4 @@
-//! The client-facing wire format of `CONTRACT.md`: frames clients send, events the
+//! The client-facing wire format of `docs/protocol.md`: frames clients send, events the
 //! server sends in the `stream` protocol, and their `simple`-protocol rendering.
 //!
 //! Events that belong to a session (everything but per-socket replies) get their

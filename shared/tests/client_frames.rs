@@ -1,6 +1,6 @@
 //! Property tests of the client-frame parser (`shared::wire::parse_client_frame`), the
 //! first code to touch every byte a stranger sends over a socket: it must never panic,
-//! and it must classify frames exactly as `CONTRACT.md` says, whatever the input.
+//! and it must classify frames exactly as `docs/protocol.md` says, whatever the input.
 //!
 //! Runs in the normal `cargo test` (256 cases per property by default; set
 //! `PROPTEST_CASES` for a longer run).

@@ -1,5 +1,5 @@
 //! Token verification: one pinned algorithm, one key source (a static key, or a JWKS
-//! file whose `kid` picks the key), and the claim checks of `CONTRACT.md`.
+//! file whose `kid` picks the key), and the claim checks of `docs/protocol.md`.
 //!
 //! The known traps of `jsonwebtoken` are handled here, once: the algorithm list is the
 //! one configured algorithm and the token header never chooses it (`alg: none`, HS256

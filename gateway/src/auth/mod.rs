@@ -1,4 +1,4 @@
-//! Authentication (`CONTRACT.md`, "Authentication"): off unless a verification key is
+//! Authentication (`docs/protocol.md`, "Authentication"): off unless a verification key is
 //! configured; then every route but the public ones needs a valid JWT.
 //!
 //! - [`settings`]: the `JWT_*` settings and their start-up check.

@@ -1,6 +1,6 @@
 // Chat gateway demo page: plain JavaScript, no framework, no build step.
 //
-// Speaks the gateway's REST API and the `stream` WebSocket protocol (CONTRACT.md):
+// Speaks the gateway's REST API and the `stream` WebSocket protocol (docs/protocol.md):
 // - the session id comes from ?session=, else localStorage, else POST /api/create-session;
 // - history is GET /api/session/{id}/messages, the source of truth after any failure;
 // - every session event carries `seq`: events at or below the highest seen are dropped,

@@ -7,6 +7,7 @@
 //! - every REST example (`json rest <operation> <status>`, `json rest-body
 //!   <operation>`) is valid by the served `/openapi.json`, with no field the schema
 //!   does not name;
+//! - the agent file example (`yaml agent`) is read by the agent file's parser;
 //! - every frame type, status, session operation, close code (`ws::close`) and error
 //!   code (`ErrorCode`) has its example or its row;
 //! - `/asyncapi.json` passes the AsyncAPI project's parser (`tests/asyncapi`).
@@ -47,7 +48,10 @@ fn examples(markdown: &str) -> Vec<Example> {
     for (number, line) in markdown.lines().enumerate() {
         match open.take() {
             None => {
-                if let Some(info) = line.strip_prefix("```json") {
+                if let Some(info) = line
+                    .strip_prefix("```json")
+                    .or(line.strip_prefix("```yaml"))
+                {
                     let words = info.split_whitespace().map(str::to_owned).collect();
                     open = Some((words, number + 1, String::new()));
                 }
@@ -155,8 +159,15 @@ async fn every_documented_example_is_what_the_code_sends_and_its_schemas_say() {
     let mut frames = Vec::new();
     let mut seen = BTreeSet::new();
     for example in examples(&markdown) {
-        let value = example.json();
         let at = example.at();
+        if example.kind == "agent" {
+            let base = std::env::temp_dir();
+            shared::agent::Agent::parse(&example.text, false, &base)
+                .unwrap_or_else(|e| panic!("{at}: the agent file's parser refuses it: {e:?}"));
+            seen.insert("agent".to_owned());
+            continue;
+        }
+        let value = example.json();
         match example.kind.as_str() {
             "client" => {
                 let parsed = parse_client_frame(&example.text)
@@ -220,6 +231,8 @@ async fn every_documented_example_is_what_the_code_sends_and_its_schemas_say() {
                 let operation = example.args.first().expect("rest-body <operation>");
                 rest.push(json!([at, operation, "body", value]));
             }
+            // The webhook's request body (its shape is the worker's tools' tests' job).
+            "" => {}
             other => panic!("{at}: unknown example kind {other:?}"),
         }
     }
@@ -258,6 +271,7 @@ async fn every_documented_example_is_what_the_code_sends_and_its_schemas_say() {
         }
     }
     wanted.push("rest session_info 404".into());
+    wanted.push("agent".into());
     let missing: Vec<&String> = wanted.iter().filter(|w| !seen.contains(*w)).collect();
     assert!(
         missing.is_empty(),
