@@ -165,12 +165,43 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
         .route("/docs/{*file}", get(file))
 }
 
+/// The session operations a created session's `session_id` leads to (OpenAPI links:
+/// clients and fuzzers can follow them from the 201 of `create_session`).
+const SESSION_OPERATIONS: [&str; 4] = [
+    "session_info",
+    "session_messages",
+    "cancel_generation",
+    "delete_session",
+];
+
+// Written into the JSON: utoipa 5.5 serializes `Link`'s `operationId` as
+// `operation_id`, which no OpenAPI tool reads.
+fn link_created_session(document: &mut serde_json::Value) {
+    let created = &mut document["paths"]["/api/create-session"]["post"]["responses"]["201"];
+    if !created.is_object() {
+        return;
+    }
+    let links: serde_json::Map<String, serde_json::Value> = SESSION_OPERATIONS
+        .iter()
+        .map(|operation| {
+            let link = serde_json::json!({
+                "operationId": operation,
+                "parameters": {"id": "$response.body#/session_id"},
+                "description": "The session just created.",
+            });
+            ((*operation).to_owned(), link)
+        })
+        .collect();
+    created["links"] = links.into();
+}
+
 /// Serves `document` on the documentation routes of `router`.
 pub fn serve<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     document: &utoipa::openapi::OpenApi,
 ) -> Router<S> {
-    let value = serde_json::to_value(document).expect("the OpenAPI document serializes");
+    let mut value = serde_json::to_value(document).expect("the OpenAPI document serializes");
+    link_created_session(&mut value);
     let asyncapi = asyncapi::document(&value).to_string().into();
     let json: Arc<str> = value.to_string().into();
     let page = Config::new([SPEC_PATH])

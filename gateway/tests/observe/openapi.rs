@@ -105,6 +105,21 @@ async fn the_served_spec_is_valid_complete_and_true_without_auth() {
     ] {
         assert!(paths.contains_key(path), "{path} is not in the document");
     }
+    // A created session links to the operations on it (schemathesis's stateful phase
+    // follows these), by ids the document has.
+    let links = &spec["paths"]["/api/create-session"]["post"]["responses"]["201"]["links"];
+    for operation in [
+        "session_info",
+        "session_messages",
+        "cancel_generation",
+        "delete_session",
+    ] {
+        assert_eq!(links[operation]["operationId"], operation, "{links}");
+        assert_eq!(
+            links[operation]["parameters"]["id"],
+            "$response.body#/session_id"
+        );
+    }
     let schemas = spec["components"]["schemas"].as_object().expect("schemas");
     for schema in ["ClientFrameWire", "StreamEvent", "SimpleEvent", "ErrorBody"] {
         assert!(schemas.contains_key(schema), "no schema {schema}");
