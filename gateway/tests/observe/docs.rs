@@ -388,3 +388,47 @@ async fn the_served_asyncapi_document_passes_the_asyncapi_parser() {
     .into();
     assert_eq!(operations, expected);
 }
+
+/// The README and the documents link only to files of the repository, and the seed
+/// clients cite their source documents by name, not by a path of some machine.
+#[test]
+fn documents_link_only_to_files_inside_the_repository() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .canonicalize()
+        .unwrap();
+    for document in ["README.md", "BENCHMARKS.md", "docs/protocol.md"] {
+        let file = root.join(document);
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            assert_ne!(document, "README.md", "no README.md");
+            continue;
+        };
+        for target in text
+            .split("](")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+        {
+            if target.starts_with('#') || target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let path = target.split('#').next().unwrap();
+            let resolved = file.parent().unwrap().join(path).canonicalize();
+            assert!(
+                resolved.as_ref().is_ok_and(|p| p.starts_with(&root)),
+                "{document} links {target}, which is no file of the repository"
+            );
+        }
+    }
+    for seed in std::fs::read_dir(root.join("tests/seeds")).unwrap() {
+        let path = seed.unwrap().path();
+        if path.extension().is_some_and(|e| e == "js") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                !text.contains("/work/") && !text.contains("../shared"),
+                "{} names a path outside the repository",
+                path.display()
+            );
+        }
+    }
+}
