@@ -7,7 +7,20 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env();
-    shared::telemetry::init_logging("info");
+    let telemetry = shared::telemetry::init("chat-gateway", "info").unwrap_or_else(|error| {
+        clap::Error::raw(
+            clap::error::ErrorKind::ValueValidation,
+            format!("{error}\n"),
+        )
+        .exit()
+    });
+    let served = serve(settings).await;
+    // Spans still buffered go out before the process ends (SIGTERM included).
+    telemetry.shutdown().await;
+    served
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let app = Application::build(settings, shutdown.clone())
         .await

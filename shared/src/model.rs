@@ -3,6 +3,7 @@
 
 use crate::clock;
 use crate::ids::{MessageId, SessionId, UserId};
+use crate::telemetry::TraceContext;
 use crate::wire::{ErrorCode, Protocol};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -168,6 +169,24 @@ pub struct QueueStats {
     pub dead_letters: u64,
 }
 
+/// A user message as the session's pending list holds it until answered: the
+/// message's fields, plus the trace it was accepted in (under `trace`, absent when
+/// traces are off), so whichever worker answers it, even after a crash, continues
+/// that trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuedMessage {
+    #[serde(flatten)]
+    pub message: StoredMessage,
+    #[serde(default, skip_serializing_if = "TraceContext::is_empty")]
+    pub trace: TraceContext,
+}
+
+impl QueuedMessage {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("messages always serialize")
+    }
+}
+
 /// An inbox entry handed to a worker: "this session has a message to answer".
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
@@ -179,6 +198,8 @@ pub struct Delivery {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Work {
     pub message: StoredMessage,
+    /// The trace the message was accepted in.
+    pub trace: TraceContext,
     /// The fence: only the holder of the newest attempt may publish or finish.
     pub attempt: u64,
     /// How many times this message was started (1 = first try; more = restarted).

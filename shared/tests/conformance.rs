@@ -24,6 +24,7 @@ use shared::model::{
     AcceptOutcome, Begin, Control, FinishOutcome, FunctionCall, NewSession, Role, SaveOutcome,
     StoredMessage, Work,
 };
+use shared::telemetry::TraceContext;
 use shared::wire::Protocol;
 use std::time::Duration;
 
@@ -136,7 +137,13 @@ async fn idle_sessions_expire_unless_touched(_backend: Backend, ctx: &Ctx) {
     assert_eq!(backend.session(&idle).await.unwrap(), None, "expired");
     assert!(!backend.touch_session(&idle).await.unwrap(), "no revival");
     let outcome = backend
-        .accept_message(&idle, &StoredMessage::user("too late"), None, ROOMY)
+        .accept_message(
+            &idle,
+            &StoredMessage::user("too late"),
+            &Default::default(),
+            None,
+            ROOMY,
+        )
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::SessionNotFound);
@@ -269,7 +276,7 @@ async fn accept_outcomes(backend: Backend, _ctx: &Ctx) {
 
     let first = StoredMessage::user("hello");
     let outcome = backend
-        .accept_message(&id, &first, Some("c-1"), 2)
+        .accept_message(&id, &first, &Default::default(), Some("c-1"), 2)
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::Accepted(first.id));
@@ -286,7 +293,7 @@ async fn accept_outcomes(backend: Backend, _ctx: &Ctx) {
     // A resend under the same client id is the first message, stored once.
     let resend = StoredMessage::user("hello");
     let outcome = backend
-        .accept_message(&id, &resend, Some("c-1"), 2)
+        .accept_message(&id, &resend, &Default::default(), Some("c-1"), 2)
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::Duplicate(first.id));
@@ -299,7 +306,7 @@ async fn accept_outcomes(backend: Backend, _ctx: &Ctx) {
 
     let second = StoredMessage::user("second");
     let outcome = backend
-        .accept_message(&id, &second, Some("c-2"), 2)
+        .accept_message(&id, &second, &Default::default(), Some("c-2"), 2)
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::Accepted(second.id));
@@ -307,11 +314,14 @@ async fn accept_outcomes(backend: Backend, _ctx: &Ctx) {
     // Two unanswered: the limit is reached, and nothing is stored.
     let third = StoredMessage::user("third");
     let outcome = backend
-        .accept_message(&id, &third, Some("c-3"), 2)
+        .accept_message(&id, &third, &Default::default(), Some("c-3"), 2)
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::TooManyPending);
-    let outcome = backend.accept_message(&id, &third, None, 2).await.unwrap();
+    let outcome = backend
+        .accept_message(&id, &third, &Default::default(), None, 2)
+        .await
+        .unwrap();
     assert_eq!(outcome, AcceptOutcome::TooManyPending);
     assert_eq!(
         backend.session(&id).await.unwrap().unwrap().message_count,
@@ -321,7 +331,13 @@ async fn accept_outcomes(backend: Backend, _ctx: &Ctx) {
     assert_eq!(page.messages, [first.clone(), second.clone()]);
     // A resend is still recognised when full, and "c-3" was not remembered.
     let outcome = backend
-        .accept_message(&id, &StoredMessage::user("x"), Some("c-1"), 2)
+        .accept_message(
+            &id,
+            &StoredMessage::user("x"),
+            &Default::default(),
+            Some("c-1"),
+            2,
+        )
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::Duplicate(first.id));
@@ -335,19 +351,31 @@ async fn accept_outcomes(backend: Backend, _ctx: &Ctx) {
     assert_eq!(outcome, FinishOutcome::Done);
     // Room again; "c-3" is new.
     let outcome = backend
-        .accept_message(&id, &third, Some("c-3"), 2)
+        .accept_message(&id, &third, &Default::default(), Some("c-3"), 2)
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::Accepted(third.id));
     // Client ids outlive the answer.
     let outcome = backend
-        .accept_message(&id, &StoredMessage::user("x"), Some("c-1"), 2)
+        .accept_message(
+            &id,
+            &StoredMessage::user("x"),
+            &Default::default(),
+            Some("c-1"),
+            2,
+        )
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::Duplicate(first.id));
 
     let outcome = backend
-        .accept_message(&SessionId::new_random(), &StoredMessage::user("x"), None, 2)
+        .accept_message(
+            &SessionId::new_random(),
+            &StoredMessage::user("x"),
+            &Default::default(),
+            None,
+            2,
+        )
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::SessionNotFound);
@@ -670,7 +698,13 @@ async fn deleting_a_session_mid_answer(backend: Backend, _ctx: &Ctx) {
     assert_eq!(backend.queue_stats().await.unwrap().backlog, 0);
     no_delivery(&backend).await;
     let outcome = backend
-        .accept_message(&other, &StoredMessage::user("x"), None, ROOMY)
+        .accept_message(
+            &other,
+            &StoredMessage::user("x"),
+            &Default::default(),
+            None,
+            ROOMY,
+        )
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::SessionNotFound);
@@ -770,6 +804,46 @@ async fn an_idle_claim_is_reclaimed_and_restarted(backend: Backend, _ctx: &Ctx) 
     let delivery = one_delivery(&backend).await;
     let next = work_of(backend.begin(&delivery, 10).await.unwrap());
     assert_eq!((next.attempt, next.tries), (3, 1));
+}
+
+async fn the_trace_context_travels_with_the_queued_message(backend: Backend, _ctx: &Ctx) {
+    let id = session(&backend).await;
+    let traced = StoredMessage::user("traced");
+    let trace = TraceContext {
+        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        tracestate: Some("vendor=value".into()),
+    };
+    let outcome = backend
+        .accept_message(&id, &traced, &trace, None, ROOMY)
+        .await
+        .unwrap();
+    assert_eq!(outcome, AcceptOutcome::Accepted(traced.id));
+    let untraced = accept(&backend, &id, "untraced").await;
+
+    let delivery = one_delivery(&backend).await;
+    let first = work_of(backend.begin(&delivery, 10).await.unwrap());
+    assert_eq!(first.message, traced);
+    assert_eq!(first.trace, trace);
+    // The history holds the message alone, as the API returns it.
+    assert_eq!(first.history, vec![traced.clone(), untraced.clone()]);
+
+    // A worker that takes the message over (the first one died) gets the same trace.
+    let reclaimed = backend.reclaim("w2", Duration::ZERO, 10).await.unwrap();
+    assert_eq!(reclaimed, vec![delivery.clone()]);
+    let second = work_of(backend.begin(&reclaimed[0], 10).await.unwrap());
+    assert_eq!((second.message.id, second.tries), (traced.id, 2));
+    assert_eq!(second.trace, trace);
+
+    let answer = StoredMessage::assistant("answer", traced.id, false);
+    let outcome = backend
+        .finish(&reclaimed[0], &second, Some(&answer), &[])
+        .await
+        .unwrap();
+    assert_eq!(outcome, FinishOutcome::Done);
+    let delivery = one_delivery(&backend).await;
+    let next = work_of(backend.begin(&delivery, 10).await.unwrap());
+    assert_eq!(next.message, untraced);
+    assert!(next.trace.is_empty(), "{:?}", next.trace);
 }
 
 async fn cancel_stops_the_message_in_progress(backend: Backend, _ctx: &Ctx) {
@@ -1173,6 +1247,7 @@ conformance!(
     deleting_a_session_mid_answer,
     a_leftover_entry_of_a_recreated_session_is_stale,
     an_idle_claim_is_reclaimed_and_restarted,
+    the_trace_context_travels_with_the_queued_message,
     cancel_stops_the_message_in_progress,
     dead_letters_are_kept,
     a_canary_reaches_its_own_subscriber,

@@ -25,11 +25,13 @@ use shared::clock;
 use shared::ids::SessionId;
 use shared::metrics::{self, AnswerOutcome, LlmOutcome};
 use shared::model::{Begin, Delivery, Finish, FinishOutcome, FunctionCall, StoredMessage, Work};
+use shared::telemetry::{self, KeyValue};
 use shared::wire::{ChunkEvent, CompleteEvent, ErrorCode, Status, StreamEvent};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use thiserror::Error;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Why an answer stopped without a finish of its own.
 #[derive(Debug, Error)]
@@ -71,19 +73,23 @@ pub struct Answerer {
 impl Answerer {
     /// Handles one delivery to its end. Store errors leave the entry pending, to be
     /// retried or reclaimed.
-    #[tracing::instrument(skip_all, fields(session_id = %delivery.session_id))]
     pub async fn handle(&self, delivery: Delivery) {
         let context = self.llm_settings.llm_context_messages as usize;
         let work = match self.backend.begin(&delivery, context).await {
             Ok(Begin::Work(work)) => *work,
             Ok(Begin::SessionGone | Begin::Idle) => return,
             Err(error) => {
-                tracing::error!(%error, "could not start answering");
+                tracing::error!(%error, session_id = %delivery.session_id, "could not start answering");
                 return;
             }
         };
+        let span = answer_span(&delivery, &work);
+        self.answer_traced(&delivery, &work).instrument(span).await
+    }
+
+    async fn answer_traced(&self, delivery: &Delivery, work: &Work) {
         let cancel = self.cancels.register(work.message.id);
-        let outcome = self.answer(&delivery, &work, &cancel).await;
+        let outcome = self.answer(delivery, work, &cancel).await;
         self.cancels.unregister(work.message.id);
         match outcome {
             Ok(FinishOutcome::Done) => {}
@@ -129,7 +135,13 @@ impl Answerer {
                     .await;
             }
         }
-        let mut messages = prompt::to_chat(&prompt::build(&self.llm_settings.system_prompt, work));
+        let mut messages = tracing::info_span!("prompt.build", messages = tracing::field::Empty)
+            .in_scope(|| {
+                let messages =
+                    prompt::to_chat(&prompt::build(&self.llm_settings.system_prompt, work));
+                tracing::Span::current().record("messages", messages.len() as i64);
+                messages
+            });
         let mut typing = Some(StreamEvent::status(
             Status::Typing,
             session,
@@ -249,10 +261,33 @@ impl Answerer {
         let mut restarts_left = self.llm_settings.llm_stream_retries;
         let outcome = loop {
             let announce = typing.take();
-            match self
+            let span = tracing::info_span!(
+                "llm.request",
+                tools = tools.len() as i64,
+                time_to_first_token_ms = tracing::field::Empty,
+                tool_calls = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+            );
+            let streamed = self
                 .stream_answer(session, work, messages, tools, announce, cancel)
-                .await?
-            {
+                .instrument(span.clone())
+                .await?;
+            span.record(
+                "outcome",
+                match &streamed {
+                    Streamed::Done(..) => "ok",
+                    Streamed::Cancelled(_) => "cancelled",
+                    Streamed::Broken {
+                        finish: Finish::Failed { code, .. },
+                        ..
+                    } => code.as_str(),
+                    Streamed::Broken { .. } => "broken",
+                },
+            );
+            if let Streamed::Done(_, calls) = &streamed {
+                span.record("tool_calls", calls.len() as i64);
+            }
+            match streamed {
                 Streamed::Done(text, calls) => return Ok(Ok((text, calls))),
                 Streamed::Cancelled(text) => break answered(text, true),
                 Streamed::Broken {
@@ -311,9 +346,11 @@ impl Answerer {
                 (None, StreamEvent::error(code, error, Some(message_id)))
             }
         };
+        tracing::Span::current().record("outcome", measured.as_str());
         let finished = self
             .backend
             .finish(delivery, work, answer.as_ref(), &[last, ready])
+            .instrument(tracing::info_span!("store.finish"))
             .await?;
         if finished == FinishOutcome::Done {
             metrics::answer_finished(&work.message.created_at, measured);
@@ -459,7 +496,10 @@ impl Answerer {
                     Ok(None) => break,
                     Ok(Some(items)) => {
                         if std::mem::take(&mut first_token) {
-                            metrics::llm_first_token(started.elapsed());
+                            let waited = started.elapsed();
+                            metrics::llm_first_token(waited);
+                            tracing::Span::current()
+                                .record("time_to_first_token_ms", waited.as_secs_f64() * 1000.0);
                         }
                         let mut failure = None;
                         for item in items {
@@ -544,6 +584,36 @@ impl Answerer {
         }
         Ok(published)
     }
+}
+
+/// The span of one try at answering a message: a child of the gateway's span for
+/// it (the trace context it was queued with), whichever worker and try this is, with
+/// the wait in the queue (accepted → taken by this worker) as its first child.
+fn answer_span(delivery: &Delivery, work: &Work) -> tracing::Span {
+    let taken = SystemTime::now();
+    let span = tracing::info_span!(
+        parent: None,
+        "chat.answer",
+        session_id = %delivery.session_id,
+        message_id = %work.message.id,
+        // i64: the OpenTelemetry layer turns u64 fields into strings.
+        attempt = work.attempt as i64,
+        tries = work.tries as i64,
+        outcome = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    work.trace.continue_in(&span);
+    telemetry::record_trace_id(&span);
+    if let Ok(accepted) = chrono::DateTime::parse_from_rfc3339(&work.message.created_at) {
+        telemetry::record_past_span(
+            "queue.wait",
+            &span,
+            accepted.with_timezone(&chrono::Utc).into(),
+            taken,
+            vec![KeyValue::new("tries", work.tries as i64)],
+        );
+    }
+    span
 }
 
 /// Tokens taken from the model's stream at once when they are already waiting.

@@ -38,7 +38,20 @@ async fn main() -> anyhow::Result<()> {
         )
         .exit();
     }
-    shared::telemetry::init_logging("info");
+    let telemetry = shared::telemetry::init("chat-worker", "info").unwrap_or_else(|error| {
+        clap::Error::raw(
+            clap::error::ErrorKind::ValueValidation,
+            format!("{error}\n"),
+        )
+        .exit()
+    });
+    let served = serve(settings).await;
+    // Spans still buffered go out before the process ends (SIGTERM included).
+    telemetry.shutdown().await;
+    served
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
     if settings.store.redis_url.is_none() {
         anyhow::bail!(
             "REDIS_URL is not set: a standalone worker needs Redis (the gateway runs its own worker when embedded)"

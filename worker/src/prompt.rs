@@ -136,6 +136,7 @@ mod tests {
     fn work(message: &StoredMessage, history: Vec<StoredMessage>) -> Work {
         Work {
             message: message.clone(),
+            trace: Default::default(),
             attempt: 1,
             tries: 1,
             cancelled: false,

@@ -65,10 +65,15 @@ pub(crate) async fn run(
                 arguments: call.arguments.clone(),
             };
             let context = &context;
-            let span =
-                tracing::info_span!("tool_call", tool = %request.name, call_id = %request.call_id);
+            let span = tracing::info_span!(
+                "tool.call",
+                tool = %request.name,
+                call_id = %request.call_id,
+                outcome = tracing::field::Empty,
+            );
             async move {
                 let result = tools.run(&request, context).await;
+                tracing::Span::current().record("outcome", result.outcome.as_str());
                 (position, result)
             }
             .instrument(span)

@@ -19,12 +19,14 @@ use shared::backend::split_batch;
 use shared::clock;
 use shared::ids::SessionId;
 use shared::model::{AcceptOutcome, StoredMessage};
+use shared::telemetry::{self, TraceContext};
 use shared::wire::{
     ClientFrame, ErrorCode, Protocol, Status, StatusEvent, StreamEvent, parse_client_frame,
 };
 use std::num::NonZeroU32;
 use std::time::Duration;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// The close reason of a socket whose client did not keep up (1013).
 const TOO_SLOW: &str = "client too slow";
@@ -339,21 +341,48 @@ impl Connection {
         }
     }
 
+    /// A user message: one trace of its own, whose root is this span (not the
+    /// socket's): the worker's spans for the message continue it, through the trace
+    /// context the message is queued with.
     async fn on_message(&mut self, text: String, client_message_id: Option<String>) -> Step {
+        let span = tracing::info_span!(
+            parent: None,
+            "chat.message",
+            session_id = %self.session_id,
+            message_id = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        telemetry::record_trace_id(&span);
+        self.accept(text, client_message_id, &span)
+            .instrument(span.clone())
+            .await
+    }
+
+    async fn accept(
+        &mut self,
+        text: String,
+        client_message_id: Option<String>,
+        span: &tracing::Span,
+    ) -> Step {
         let limits = &self.state.settings.limits;
+        let rejected = |code: ErrorCode| span.record("outcome", code.as_str());
         if text.trim().is_empty() {
+            rejected(ErrorCode::EmptyMessage);
             return self
                 .reply_error(ErrorCode::EmptyMessage, "The message is empty.", None)
                 .await;
         }
         let max_chars = limits.max_message_chars as usize;
         if text.chars().count() > max_chars {
+            rejected(ErrorCode::MessageTooLong);
             let message = format!("The message is longer than {max_chars} characters.");
             return self
                 .reply_error(ErrorCode::MessageTooLong, &message, None)
                 .await;
         }
         if let Err(not_until) = self.limiter.check() {
+            rejected(ErrorCode::RateLimited);
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             return self
                 .reply_error(
@@ -365,19 +394,29 @@ impl Connection {
         }
         let max_pending = limits.max_pending_messages;
         let message = StoredMessage::user(text);
+        span.record("message_id", tracing::field::display(message.id));
         let outcome = self
             .state
             .backend
             .accept_message(
                 &self.session_id,
                 &message,
+                &TraceContext::of(span),
                 client_message_id.as_deref(),
                 max_pending,
             )
             .await;
+        match &outcome {
+            Ok(AcceptOutcome::Accepted(_)) => span.record("outcome", "accepted"),
+            Ok(AcceptOutcome::Duplicate(_)) => span.record("outcome", "duplicate"),
+            Ok(AcceptOutcome::TooManyPending) => rejected(ErrorCode::TooManyPending),
+            Ok(AcceptOutcome::SessionNotFound) => rejected(ErrorCode::SessionNotFound),
+            Err(_) => rejected(ErrorCode::Unavailable),
+        };
         match outcome {
             Ok(AcceptOutcome::Accepted(_)) => {
                 shared::metrics::message_accepted();
+                tracing::debug!("message queued");
                 Ok(())
             }
             Ok(AcceptOutcome::Duplicate(_)) => Ok(()),

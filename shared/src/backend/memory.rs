@@ -15,6 +15,7 @@ use crate::clock;
 use crate::config::StoreSettings;
 use crate::ids::{MessageId, SessionId};
 use crate::model::*;
+use crate::telemetry::TraceContext;
 use crate::wire::StreamEvent;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -25,7 +26,7 @@ use tokio::time::Instant;
 struct SessionState {
     record: SessionRecord,
     history: VecDeque<StoredMessage>,
-    pending: VecDeque<StoredMessage>,
+    pending: VecDeque<QueuedMessage>,
     idempotency: HashMap<String, MessageId>,
     /// `(last seq of the batch, newline-separated events)`.
     events: VecDeque<(u64, String)>,
@@ -231,6 +232,7 @@ impl MemoryBackend {
         &self,
         id: &SessionId,
         message: &StoredMessage,
+        trace: &TraceContext,
         client_message_id: Option<&str>,
         max_pending: u32,
     ) -> Result<AcceptOutcome, StoreError> {
@@ -247,7 +249,10 @@ impl MemoryBackend {
             return Ok(AcceptOutcome::TooManyPending);
         }
         push_bounded(&mut session.history, message.clone(), history_max);
-        session.pending.push_back(message.clone());
+        session.pending.push_back(QueuedMessage {
+            message: message.clone(),
+            trace: trace.clone(),
+        });
         session.record.message_count += 1;
         session.record.last_activity_ms = clock::now_millis();
         session.expires_at = Instant::now() + ttl;
@@ -427,7 +432,9 @@ impl MemoryBackend {
             return Ok(Begin::SessionGone);
         };
         let current = session.entry.as_deref() == Some(delivery.entry_id.as_str());
-        let Some(message) = session.pending.front().cloned().filter(|_| current) else {
+        let Some(QueuedMessage { message, trace }) =
+            session.pending.front().cloned().filter(|_| current)
+        else {
             state.ack(&delivery.entry_id);
             return Ok(Begin::Idle);
         };
@@ -451,6 +458,7 @@ impl MemoryBackend {
             tries: session.tries,
             cancelled: session.cancel == Some(message.id),
             message,
+            trace,
             history: session.history.iter().skip(skip).cloned().collect(),
             tool_calls,
             user_id: session.record.user_id.clone(),
@@ -522,7 +530,7 @@ impl MemoryBackend {
             let Some(session) = state.live(id) else {
                 return Ok(CancelOutcome::SessionNotFound);
             };
-            let Some(head) = session.pending.front().map(|m| m.id) else {
+            let Some(head) = session.pending.front().map(|m| m.message.id) else {
                 return Ok(CancelOutcome::Idle);
             };
             session.cancel = Some(head);
@@ -579,7 +587,7 @@ impl MemoryBackend {
                 return Ok(FinishOutcome::Fenced);
             }
             let mut payload = None;
-            if session.pending.front().map(|m| m.id) == Some(work.message.id) {
+            if session.pending.front().map(|m| m.message.id) == Some(work.message.id) {
                 if let Some(answer) = answer {
                     push_bounded(&mut session.history, answer.clone(), history_max);
                     session.record.message_count += 1;

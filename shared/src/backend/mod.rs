@@ -25,6 +25,7 @@ pub mod redis;
 use crate::config::StoreSettings;
 use crate::ids::SessionId;
 use crate::model::*;
+use crate::telemetry::TraceContext;
 use crate::wire::StreamEvent;
 use std::time::Duration;
 use thiserror::Error;
@@ -139,15 +140,17 @@ impl Backend {
         Ok(page_of(all, limit, before))
     }
 
-    /// Stores a user message and queues it for a worker, in one step.
+    /// Stores a user message and queues it for a worker, in one step. `trace` travels
+    /// with the queued message and comes back in [`Work::trace`].
     pub async fn accept_message(
         &self,
         id: &SessionId,
         message: &StoredMessage,
+        trace: &TraceContext,
         client_message_id: Option<&str>,
         max_pending: u32,
     ) -> Result<AcceptOutcome, StoreError> {
-        dispatch!(self, b => b.accept_message(id, message, client_message_id, max_pending).await)
+        dispatch!(self, b => b.accept_message(id, message, trace, client_message_id, max_pending).await)
     }
 
     /// Assigns seqs to `events`, logs and publishes them as one batch. A worker passes

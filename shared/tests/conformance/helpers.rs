@@ -117,7 +117,7 @@ pub async fn session(backend: &Backend) -> SessionId {
 pub async fn accept(backend: &Backend, id: &SessionId, text: &str) -> StoredMessage {
     let message = StoredMessage::user(text);
     let outcome = backend
-        .accept_message(id, &message, None, ROOMY)
+        .accept_message(id, &message, &Default::default(), None, ROOMY)
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::Accepted(message.id));

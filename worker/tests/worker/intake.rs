@@ -31,7 +31,13 @@ async fn session_with_message(backend: &Backend, text: &str) -> SessionId {
     };
     assert!(backend.create_session(&new).await.unwrap());
     let accepted = backend
-        .accept_message(&id, &StoredMessage::user(text), None, 10)
+        .accept_message(
+            &id,
+            &StoredMessage::user(text),
+            &Default::default(),
+            None,
+            10,
+        )
         .await
         .unwrap();
     assert!(

@@ -6,7 +6,8 @@
 -- entry left behind (a deleted and re-created session) is recognised as stale.
 -- KEYS: meta, history, pending, idem, events, inbox, sessions
 -- ARGV: session id, message json, message id, client message id ('' = none),
---       max pending, ttl secs, now ms, history max
+--       max pending, ttl secs, now ms, history max, queued json (the message with
+--       the trace it was accepted in: what a worker takes from the pending list)
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
 if ARGV[4] ~= '' then
   local previous = redis.call('HGET', KEYS[4], ARGV[4])
@@ -16,7 +17,7 @@ local waiting = redis.call('LLEN', KEYS[3])
 if waiting >= tonumber(ARGV[5]) then return {'full'} end
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[8]), -1)
-redis.call('RPUSH', KEYS[3], ARGV[2])
+redis.call('RPUSH', KEYS[3], ARGV[9])
 redis.call('HINCRBY', KEYS[1], 'count', 1)
 redis.call('HSET', KEYS[1], 'last_ms', ARGV[7])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[4], ARGV[4], ARGV[3]) end

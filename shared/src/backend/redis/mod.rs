@@ -18,6 +18,7 @@ use crate::config::StoreSettings;
 use crate::ids::{MessageId, SessionId, UserId};
 use crate::keys::{Keys, WORKER_GROUP};
 use crate::model::*;
+use crate::telemetry::TraceContext;
 use crate::wire::{Protocol, StreamEvent};
 use fred::prelude::*;
 use fred::types::scripts::Script;
@@ -281,10 +282,15 @@ impl RedisBackend {
         &self,
         id: &SessionId,
         message: &StoredMessage,
+        trace: &TraceContext,
         client_message_id: Option<&str>,
         max_pending: u32,
     ) -> Result<AcceptOutcome, StoreError> {
         let k = self.keys();
+        let queued = QueuedMessage {
+            message: message.clone(),
+            trace: trace.clone(),
+        };
         let mut keys = self.session_keys(id);
         keys.push(k.inbox());
         keys.push(k.sessions());
@@ -304,6 +310,7 @@ impl RedisBackend {
                     self.ttl().to_string(),
                     clock::now_millis().to_string(),
                     self.inner.settings.history_max_messages.to_string(),
+                    queued.to_json(),
                 ],
             )
             .await?;
@@ -646,8 +653,10 @@ impl RedisBackend {
                 tool_calls.sort_by_key(|c| (c.round, c.index));
                 let text = |i: usize| reply.get(i).and_then(|v| v.as_string()).unwrap_or_default();
                 let owner = text(6);
+                let queued = parse_queued(&raw)?;
                 Ok(Begin::Work(Box::new(Work {
-                    message: parse_message(&raw)?,
+                    message: queued.message,
+                    trace: queued.trace,
                     attempt: number(2),
                     tries: number(3),
                     cancelled: number(4) == 1,
@@ -752,6 +761,11 @@ impl RedisBackend {
 
 fn parse_message(raw: &str) -> Result<StoredMessage, StoreError> {
     serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("stored message: {e}")))
+}
+
+/// A pending list entry; entries queued before traces existed have no `trace`.
+fn parse_queued(raw: &str) -> Result<QueuedMessage, StoreError> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("queued message: {e}")))
 }
 
 fn accept_outcome(reply: &[String]) -> Result<AcceptOutcome, StoreError> {
