@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The Python tools the observability tests run (a Prometheus text parser, an OpenAPI
-# validator, schemathesis, the OTLP protobuf types), in a private venv under target/.
+# validator, schemathesis, the OTLP protobuf types, the oteltap OTLP receiver), in a
+# private venv under target/.
 # Idempotent and quiet: a venv that already has every package is reused at once.
 # Prints the venv's python on stdout; the Rust tests call it through this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${CHAT_TEST_VENV:-$PWD/target/test-venv}"
-packages=(prometheus-client openapi-spec-validator schemathesis opentelemetry-proto)
-stamp="$venv/.installed-v1"
+packages=(prometheus-client openapi-spec-validator schemathesis opentelemetry-proto oteltap==1.0.0)
+stamp="$venv/.installed-v2"
 if [ ! -f "$stamp" ]; then
   exec 9>"$venv.lock" 2>/dev/null || { mkdir -p "$(dirname "$venv")"; exec 9>"$venv.lock"; }
   flock 9

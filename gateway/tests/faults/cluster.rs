@@ -147,6 +147,8 @@ pub struct Cluster {
     pub gateways: Vec<(Proc, u16)>,
     pub workers: Vec<Proc>,
     worker_env: Vec<(String, String)>,
+    /// Set for every process started from now on (after the defaults).
+    env: Vec<(String, String)>,
 }
 
 /// Answer length and speed of the mock LLM in the fault suite.
@@ -183,6 +185,7 @@ impl Cluster {
             gateways: Vec::new(),
             workers: Vec::new(),
             worker_env,
+            env: Vec::new(),
         };
         for _ in 0..gateways {
             let port = free_port();
@@ -208,6 +211,15 @@ impl Cluster {
             .env("WS_MESSAGES_PER_MINUTE", "100000")
             .env("WS_MESSAGE_BURST", "100000")
             .env("REDIS_COMMAND_TIMEOUT_MS", "2000");
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+    }
+
+    /// Sets a variable for every process (gateway or worker) started from now on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
     }
 
     /// Starts a gateway on `port` and waits until it serves.

@@ -14,3 +14,4 @@ mod socket;
 mod docs;
 mod metrics;
 mod openapi;
+mod traces;
