@@ -216,7 +216,9 @@ impl Cluster {
         }
     }
 
-    /// Sets a variable for every process (gateway or worker) started from now on.
+    /// Sets a variable for every process (gateway or worker) started from now on
+    /// (used by the observe suite).
+    #[allow(dead_code)]
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_owned(), value.to_owned()));
