@@ -7,13 +7,8 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env();
-    let telemetry = shared::telemetry::init("chat-gateway", "info").unwrap_or_else(|error| {
-        clap::Error::raw(
-            clap::error::ErrorKind::ValueValidation,
-            format!("{error}\n"),
-        )
-        .exit()
-    });
+    let telemetry = shared::telemetry::init("chat-gateway", "info")
+        .unwrap_or_else(|error| shared::config::exit_on_bad_setting(error));
     let served = serve(settings).await;
     // Spans still buffered go out before the process ends (SIGTERM included).
     telemetry.shutdown().await;

@@ -168,18 +168,10 @@ impl Settings {
     pub fn from_env() -> Self {
         let mut settings = Self::parse();
         if let Err(error) = settings.llm.load_agent() {
-            clap::Error::raw(
-                clap::error::ErrorKind::ValueValidation,
-                format!("{error}\n"),
-            )
-            .exit();
+            shared::config::exit_on_bad_setting(error);
         }
         if let Err(error) = Security::from_settings(&settings) {
-            clap::Error::raw(
-                clap::error::ErrorKind::ValueValidation,
-                format!("{error}\n"),
-            )
-            .exit();
+            shared::config::exit_on_bad_setting(error);
         }
         settings
     }

@@ -7,6 +7,17 @@ use clap::Args;
 use std::fmt;
 use std::time::Duration;
 
+/// Ends the process the way clap ends it for a bad flag: one line on stderr, exit
+/// code 2. For start-up checks clap cannot do itself (the agent file, key material,
+/// the trace exporter's settings).
+pub fn exit_on_bad_setting(error: impl fmt::Display) -> ! {
+    clap::Error::raw(
+        clap::error::ErrorKind::ValueValidation,
+        format!("{error}\n"),
+    )
+    .exit()
+}
+
 /// A value that must never appear in logs or `Debug` output (keys, URLs with passwords).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

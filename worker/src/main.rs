@@ -32,19 +32,10 @@ struct Settings {
 async fn main() -> anyhow::Result<()> {
     let mut settings = Settings::parse();
     if let Err(error) = settings.llm.load_agent() {
-        clap::Error::raw(
-            clap::error::ErrorKind::ValueValidation,
-            format!("{error}\n"),
-        )
-        .exit();
+        shared::config::exit_on_bad_setting(error);
     }
-    let telemetry = shared::telemetry::init("chat-worker", "info").unwrap_or_else(|error| {
-        clap::Error::raw(
-            clap::error::ErrorKind::ValueValidation,
-            format!("{error}\n"),
-        )
-        .exit()
-    });
+    let telemetry = shared::telemetry::init("chat-worker", "info")
+        .unwrap_or_else(|error| shared::config::exit_on_bad_setting(error));
     let served = serve(settings).await;
     // Spans still buffered go out before the process ends (SIGTERM included).
     telemetry.shutdown().await;

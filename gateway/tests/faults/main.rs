@@ -631,31 +631,55 @@ async fn next_text(
     }
 }
 
+/// One gateway and one worker whose agent file has a signed webhook tool `book`
+/// pointing at `path` of a tool server the test owns (loopback, allowed).
+struct BookingAgent {
+    server: loadtest::tool_server::ToolServer,
+    /// Holds the agent file; removed by the test at its end.
+    dir: std::path::PathBuf,
+    cluster: Cluster,
+}
+
+impl BookingAgent {
+    async fn start(path: &str) -> Self {
+        use loadtest::tool_server::{ToolServer, new_secret};
+        let secret = new_secret();
+        let server = ToolServer::start(Some(&secret)).await;
+        let dir = std::env::temp_dir().join(format!("faults-agent-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let agent = dir.join("agent.yaml");
+        std::fs::write(
+            &agent,
+            format!(
+                "name: Booking Agent\ntools:\n  - {{name: book, type: webhook, url: '{}', secret_env: BOOK_SECRET}}\n",
+                server.url(path)
+            ),
+        )
+        .unwrap();
+        let mut cluster = Cluster::start(1, 0, &[]);
+        cluster.set_worker_env("AGENT_FILE", agent.to_str().unwrap());
+        cluster.set_worker_env("BOOK_SECRET", &secret);
+        cluster.set_worker_env("TOOL_URL_ALLOWLIST", "127.0.0.1");
+        cluster.workers.push(cluster.spawn_worker(0));
+        Self {
+            server,
+            dir,
+            cluster,
+        }
+    }
+}
+
 /// A webhook may book an appointment: a worker killed after the webhook answered and
 /// before `complete` must not make the next worker call it again. The tool server
 /// (in this test, checking signatures with its own HMAC) counts calls per
 /// `webhook-id`; the replacement worker reuses the stored result.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_killed_after_a_webhook_answered_does_not_call_it_again() {
-    use loadtest::tool_server::{ToolServer, new_secret};
-    let secret = new_secret();
-    let server = ToolServer::start(Some(&secret)).await;
-    let dir = std::env::temp_dir().join(format!("faults-agent-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let agent = dir.join("agent.yaml");
-    std::fs::write(
-        &agent,
-        format!(
-            "name: Booking Agent\ntools:\n  - {{name: book, type: webhook, url: '{}', secret_env: BOOK_SECRET}}\n",
-            server.url("echo")
-        ),
-    )
-    .unwrap();
-    let mut cluster = Cluster::start(1, 0, &[]);
-    cluster.set_worker_env("AGENT_FILE", agent.to_str().unwrap());
-    cluster.set_worker_env("BOOK_SECRET", &secret);
-    cluster.set_worker_env("TOOL_URL_ALLOWLIST", "127.0.0.1");
-    cluster.workers.push(cluster.spawn_worker(0));
+    let BookingAgent {
+        server,
+        dir,
+        mut cluster,
+    } = BookingAgent::start("echo").await;
     let gateways = cluster.gateway_urls();
     let mock = cluster.mock_url.clone();
 
@@ -747,25 +771,12 @@ async fn a_worker_killed_after_a_webhook_answered_does_not_call_it_again() {
 /// new booking; the answer then comes from that result.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_killed_during_a_webhook_resends_it_with_the_same_webhook_id() {
-    use loadtest::tool_server::{ToolServer, new_secret};
-    let secret = new_secret();
-    let server = std::sync::Arc::new(ToolServer::start(Some(&secret)).await);
-    let dir = std::env::temp_dir().join(format!("faults-agent-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let agent = dir.join("agent.yaml");
-    std::fs::write(
-        &agent,
-        format!(
-            "name: Booking Agent\ntools:\n  - {{name: book, type: webhook, url: '{}', secret_env: BOOK_SECRET}}\n",
-            server.url("slow/3000")
-        ),
-    )
-    .unwrap();
-    let mut cluster = Cluster::start(1, 0, &[]);
-    cluster.set_worker_env("AGENT_FILE", agent.to_str().unwrap());
-    cluster.set_worker_env("BOOK_SECRET", &secret);
-    cluster.set_worker_env("TOOL_URL_ALLOWLIST", "127.0.0.1");
-    cluster.workers.push(cluster.spawn_worker(0));
+    let BookingAgent {
+        server,
+        dir,
+        mut cluster,
+    } = BookingAgent::start("slow/3000").await;
+    let server = std::sync::Arc::new(server);
     let gateways = cluster.gateway_urls();
 
     let mut client = ChatClient::new(gateways.clone(), 0).await;
