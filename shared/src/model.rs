@@ -319,7 +319,7 @@ impl Control {
     /// Parses a line if it is a control event. Client events always start with
     /// `{"seq":`, so they are told apart without parsing them.
     pub fn parse(line: &str) -> Option<Self> {
-        if line.starts_with("{\"seq\":") {
+        if crate::backend::batch::is_event_line(line) {
             None
         } else {
             serde_json::from_str(line).ok()

@@ -7,10 +7,8 @@
 
 mod slots;
 
-use super::{BusSignal, PublishOutcome, StoreError, finish_replay, split_batch};
-
-/// Dead letters kept for inspection.
-const DEAD_LETTERS_KEPT: usize = 10_000;
+use super::batch::{splice_seq, split_batch};
+use super::{BusSignal, DEAD_LETTERS_KEPT, PublishOutcome, StoreError, finish_replay};
 use crate::clock;
 use crate::config::StoreSettings;
 use crate::ids::{MessageId, SessionId};
@@ -276,7 +274,7 @@ impl MemoryBackend {
         let lines: Vec<String> = events
             .iter()
             .zip(first..)
-            .map(|(event, seq)| format!("{{\"seq\":{seq},{}", &event.to_json()[1..]))
+            .map(|(event, seq)| splice_seq(seq, &event.to_json()))
             .collect();
         let payload = lines.join("\n");
         session

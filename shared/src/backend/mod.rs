@@ -18,6 +18,7 @@ macro_rules! dispatch {
     }};
 }
 
+pub mod batch;
 mod counters;
 pub mod memory;
 pub mod redis;
@@ -31,9 +32,13 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+pub use batch::{seq_of, split_batch};
 pub use counters::SlotOutcome;
 pub use memory::MemoryBackend;
 pub use redis::RedisBackend;
+
+/// Dead letters kept (approximately, on Redis) for inspection.
+pub(crate) const DEAD_LETTERS_KEPT: usize = 10_000;
 
 /// A backend call that failed.
 #[derive(Debug, Error)]
@@ -324,20 +329,8 @@ impl Subscriber {
     }
 }
 
-/// Splits a published batch into `(seq, event json)` lines.
-pub fn split_batch(payload: &str) -> impl Iterator<Item = (Option<u64>, &str)> {
-    payload.split('\n').map(|line| (seq_of(line), line))
-}
-
-/// The `seq` of an event line as the store writes it (`{"seq":N,...`), without parsing it all.
-pub fn seq_of(line: &str) -> Option<u64> {
-    let rest = line.strip_prefix("{\"seq\":")?;
-    let end = rest.find(|c: char| !c.is_ascii_digit())?;
-    rest[..end].parse().ok()
-}
-
 /// Keeps the lines past `after_seq` and says whether the replay is gap-free.
-fn finish_replay(lines: Vec<String>, after_seq: u64, last_seq: u64) -> Replay {
+pub(crate) fn finish_replay(lines: Vec<String>, after_seq: u64, last_seq: u64) -> Replay {
     let events: Vec<String> = lines
         .into_iter()
         .filter(|line| seq_of(line).is_some_and(|seq| seq > after_seq))
@@ -375,16 +368,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seq_is_read_from_the_line_prefix() {
-        assert_eq!(seq_of(r#"{"seq":42,"type":"chunk"}"#), Some(42));
-        assert_eq!(seq_of(r#"{"type":"session_deleted"}"#), None);
-    }
-
-    #[test]
     fn replay_reports_gaps() {
         let lines = |seqs: &[u64]| {
             seqs.iter()
-                .map(|s| format!("{{\"seq\":{s},\"x\":1}}"))
+                .map(|s| batch::splice_seq(*s, "{\"x\":1}"))
                 .collect()
         };
         assert!(finish_replay(lines(&[4, 5, 6]), 3, 6).recovered);
