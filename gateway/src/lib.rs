@@ -18,9 +18,11 @@
 //! - [`socket_url`]: the `websocket_url` clients are told (`PUBLIC_URL`, or a checked
 //!   `Host`).
 //! - [`security`]: the above, built once from the settings.
+//! - [`config_error`]: the one error of a bad setting.
 
 pub mod asyncapi;
 pub mod auth;
+pub mod config_error;
 pub mod error;
 pub mod limits;
 pub mod openapi;

@@ -1,7 +1,7 @@
 //! `gateway`: see the crate docs. With no `REDIS_URL` it runs embedded.
 
 use anyhow::Context;
-use gateway::{Application, Settings};
+use gateway::{Application, Settings, StartError};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -17,9 +17,12 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let app = Application::build(settings, shutdown.clone())
-        .await
-        .context("starting the gateway")?;
+    let app = match Application::build(settings, shutdown.clone()).await {
+        Ok(app) => app,
+        // A bad setting ends the process the way a bad flag does: one line, exit 2.
+        Err(StartError::Config(error)) => shared::config::exit_on_bad_setting(error),
+        Err(error) => return Err(error).context("starting the gateway"),
+    };
     tokio::spawn(async move {
         shared::shutdown::signal().await;
         shutdown.cancel();

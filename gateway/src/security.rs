@@ -1,10 +1,12 @@
 //! The protections of a deployment, built once from its settings: token verification
 //! (`auth`), the trusted proxies that reveal client addresses, the allowed origins and
-//! the instance's socket cap (`limits`). Building it is also the start-up check of
-//! their settings: a bad value or combination is a [`ConfigError`] naming the variable.
+//! the instance's socket cap (`limits`). Built once, by `startup`, after logging is up
+//! (so its warnings are logged); building it is also the start-up check of their
+//! settings: a bad value or combination is a [`ConfigError`] naming the variable.
+//! It depends on `settings`, never the reverse: settings are plain data.
 
 use crate::auth::jwt::Verifier;
-use crate::auth::settings::ConfigError;
+use crate::config_error::ConfigError;
 use crate::limits::client_ip::TrustedProxies;
 use crate::limits::origin::OriginPolicy;
 use crate::limits::settings::ProtectionSettings;

@@ -1,10 +1,11 @@
 //! The gateway's settings, read once at start-up into one typed struct (clap with
 //! `env`: every setting is an environment variable and a `--flag`). A bad value stops
-//! the process with a one-line error naming the variable.
+//! the process with a one-line error naming the variable. Settings are only read here;
+//! what is built from them (the verifier, the proxies, the origins: `security`) is
+//! built once, by `startup`, after logging is up, so its warnings reach the log.
 
 use crate::auth::settings::AuthSettings;
 use crate::limits::settings::ProtectionSettings;
-use crate::security::Security;
 use clap::{Args, Parser};
 use shared::config::StoreSettings;
 use std::time::Duration;
@@ -163,14 +164,13 @@ fn tcp_buffer_bytes(raw: &str) -> Result<u32, String> {
 }
 
 impl Settings {
-    /// Parses settings from the process environment and arguments, and checks them;
-    /// exits with a one-line error naming the variable when one is wrong.
+    /// Parses settings from the process environment and arguments and loads the agent
+    /// file; exits with a one-line error naming the variable when one is wrong. The
+    /// combinations clap cannot check are checked when `Application::build` makes the
+    /// `Security` out of them (`StartError::Config`).
     pub fn from_env() -> Self {
         let mut settings = Self::parse();
         if let Err(error) = settings.llm.load_agent() {
-            shared::config::exit_on_bad_setting(error);
-        }
-        if let Err(error) = Security::from_settings(&settings) {
             shared::config::exit_on_bad_setting(error);
         }
         settings

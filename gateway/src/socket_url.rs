@@ -7,7 +7,7 @@
 //! `X-Forwarded-Proto` only from a peer in `TRUSTED_PROXIES` (anyone else could make
 //! a client of a plain-text gateway believe it talks TLS, or the reverse).
 
-use crate::auth::settings::ConfigError;
+use crate::config_error::ConfigError;
 use axum::http::{HeaderMap, header};
 use shared::ids::SessionId;
 use std::net::Ipv6Addr;

@@ -3,7 +3,8 @@
 //! the same in-memory backend.
 
 use crate::auth::caller::{authenticate, redacted_uri, require_caller};
-use crate::auth::settings::ConfigError;
+use crate::config_error::ConfigError;
+use crate::limits::client_ip::record_client;
 use crate::limits::rest::RestLimit;
 use crate::openapi::{self, ApiDoc};
 use crate::routes::{demo, info, metrics, sessions};
@@ -15,7 +16,7 @@ use crate::ws::{self, hub::Hub};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
-use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::middleware::{Next, from_fn};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -220,8 +221,8 @@ fn log_start(settings: &Settings, listener: &TcpListener) {
 /// Public routes (no token, no rate limit: probes all come from one kubelet address)
 /// are `/`, `/health`, `/livez`, `/metrics`, `/openapi.json` and the demo page; put new
 /// ones of that kind in `public`. Everything else is `protected`, where a request goes
-/// through, in order: `authenticate` (verify the token once, resolve the client
-/// address) → the general rate limit (by user, else address) → on REST routes
+/// through, in order: `record_client` (resolve the client address) → `authenticate`
+/// (verify the token once) → the general rate limit (by user, else address) → on REST routes
 /// `require_caller` (401) → on creation the stricter creation limit → the handler.
 /// The socket route skips `require_caller`: the contract reports a bad token on the
 /// socket (4401), after the upgrade.
@@ -294,7 +295,16 @@ fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
         limit.spawn_cleanup(state.shutdown.clone());
         protected = protected.route_layer(limit.layer());
     }
-    let protected = protected.route_layer(from_fn_with_state(state.clone(), authenticate));
+    let verifying = security.clone();
+    let protected = protected
+        .route_layer(from_fn(move |request: Request, next: Next| {
+            let security = verifying.clone();
+            async move { authenticate(security.verifier.as_ref(), request, next).await }
+        }))
+        .route_layer(from_fn(move |request: Request, next: Next| {
+            let security = security.clone();
+            async move { record_client(&security.trusted_proxies, request, next).await }
+        }));
     public.merge(protected)
 }
 

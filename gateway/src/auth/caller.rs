@@ -9,11 +9,9 @@
 //! headers on a WebSocket). A token in the query of a REST route is ignored: it would
 //! end up in access logs and browser history.
 
-use super::jwt::{AuthError, Identity};
+use super::jwt::{AuthError, Identity, Verifier};
 use crate::error::ApiError;
-use crate::limits::client_ip::ClientAddr;
-use crate::state::AppState;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Uri};
@@ -94,15 +92,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// Verifies the request's token (if authentication is on) and records the outcome and
-/// the client's address for the layers and handlers after it. Never refuses by itself.
+/// Verifies the request's token (if authentication is on) and records the outcome for
+/// the layers and handlers after it. Never refuses by itself.
+/// `verifier` is `None` when authentication is off.
 pub async fn authenticate(
-    State(state): State<AppState>,
+    verifier: Option<&Verifier>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let client = ClientAddr::of(&request, &state.security.trusted_proxies);
-    let authn = match &state.security.verifier {
+    let authn = match verifier {
         None => Authn::Off,
         Some(verifier) => {
             let socket = request.uri().path().starts_with("/ws/");
@@ -111,14 +109,13 @@ pub async fn authenticate(
                 Some(token) => match verifier.verify(&token) {
                     Ok(identity) => Authn::Verified(identity),
                     Err(error) => {
-                        tracing::debug!(%error, client = %client.0, "token refused");
+                        tracing::debug!(%error, "token refused");
                         Authn::Failed(error)
                     }
                 },
             }
         }
     };
-    request.extensions_mut().insert(client);
     request.extensions_mut().insert(authn);
     next.run(request).await
 }

@@ -6,12 +6,12 @@
 
 use super::jwks::Jwks;
 use super::jwt::{KeySource, Verifier};
+use crate::config_error::ConfigError;
 use clap::{Args, ValueEnum};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use shared::config::Secret;
 use std::path::PathBuf;
 use std::time::Duration;
-use thiserror::Error;
 
 /// Shortest HS256 secret accepted: RFC 7518 §3.2 wants a key at least as long as the hash.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -93,23 +93,6 @@ pub struct AuthSettings {
     #[arg(long, env = "JWT_JWKS_RELOAD_SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub jwt_jwks_reload_secs: u64,
-}
-
-/// A setting that cannot work; the message starts with the variable's name.
-#[derive(Debug, Error)]
-#[error("{variable}: {message}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub message: String,
-}
-
-impl ConfigError {
-    pub fn new(variable: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            variable,
-            message: message.into(),
-        }
-    }
 }
 
 impl AuthSettings {

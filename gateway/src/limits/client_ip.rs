@@ -9,13 +9,15 @@
 //! the leftmost entry, from anyone, so it is not used.)
 
 use super::settings::ClientIpHeader;
-use crate::auth::settings::ConfigError;
-use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, Request};
+use crate::config_error::ConfigError;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::Response;
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-/// The resolved client address of a request (an extension set by `authenticate`).
+/// The resolved client address of a request (an extension set by [`record_client`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 
@@ -28,6 +30,14 @@ impl ClientAddr {
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         Self(trusted.client_of(peer, request.headers()))
     }
+}
+
+/// Resolves the client's address once per request and leaves it in the request's
+/// extensions for the layers and handlers after it (rate limits, socket caps).
+pub async fn record_client(proxies: &TrustedProxies, mut request: Request, next: Next) -> Response {
+    let client = ClientAddr::of(&request, proxies);
+    request.extensions_mut().insert(client);
+    next.run(request).await
 }
 
 /// The reverse proxies whose forwarding header is believed.

@@ -8,7 +8,7 @@
 //! always allowed, and so is a socket without an `Origin` header (a non-browser client
 //! such as Node's `ws`, which no web page can impersonate).
 
-use crate::auth::settings::ConfigError;
+use crate::config_error::ConfigError;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use std::time::Duration;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
