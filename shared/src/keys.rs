@@ -21,6 +21,9 @@
 //! | `P:dead` | stream | messages given up on after too many tries |
 //! | `P:control` | channel | cancel requests for workers |
 //! | `P:slots:{scope}` | sorted set | holders of a bounded set (a user's sockets or sessions) by lapse time (ms) |
+//! | `P:rate:{scope}` | string | a cross-pod rate bucket's theoretical arrival time (GCRA, epoch us) |
+//! | `P:usage:{scope}` | hash | tokens a user or address spent, `window:start_ms` → sum |
+//! | `P:{S}:charge` | string | the usage scope the session's answers are charged to |
 //!
 //! **Internal names are out of the clients' reach.** A session's names always start
 //! with `P:{` (its id is the hash tag, and ids are parsed before any name is built);
@@ -124,11 +127,31 @@ impl Keys {
     /// A bounded holder set (`backend::counters`). The scope may hold any character (it
     /// carries a user id), so braces are escaped: the whole scope stays the hash tag.
     pub fn slots(&self, scope: &str) -> String {
+        self.scoped("slots", scope)
+    }
+
+    /// A cross-pod rate bucket (`backend::limits`); the scope is escaped like `slots`.
+    pub fn rate(&self, scope: &str) -> String {
+        self.scoped("rate", scope)
+    }
+
+    /// The token usage of a user or address (`backend::limits`).
+    pub fn usage(&self, scope: &str) -> String {
+        self.scoped("usage", scope)
+    }
+
+    /// Who pays for the session's answers (`backend::limits`).
+    pub fn charge(&self, id: &SessionId) -> String {
+        self.session_key(id, "charge")
+    }
+
+    /// `P:kind:{scope}`, braces in the scope escaped so it stays the whole hash tag.
+    fn scoped(&self, kind: &str, scope: &str) -> String {
         let escaped = scope
             .replace('%', "%25")
             .replace('{', "%7B")
             .replace('}', "%7D");
-        format!("{}:slots:{{{}}}", self.prefix, escaped)
+        format!("{}:{kind}:{{{}}}", self.prefix, escaped)
     }
 }
 

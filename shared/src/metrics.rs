@@ -56,6 +56,11 @@ pub const RECLAIMS: &str = "chat_reclaims_total";
 pub const DEAD_LETTERS: &str = "chat_dead_letters_total";
 /// Pub/sub reconnects and re-subscriptions after lost events (counter).
 pub const PUBSUB_RECONNECTS: &str = "chat_pubsub_reconnects_total";
+/// Cross-pod limit checks, by `limit` (`requests` / `sessions` / `messages` / `budget`)
+/// and `outcome` (`allowed` / `refused` / `store_error`) (counter).
+pub const LIMIT_CHECKS: &str = "chat_limit_checks_total";
+/// LLM tokens charged to callers' budgets (counter).
+pub const TOKENS_CHARGED: &str = "chat_tokens_charged_total";
 /// Store (Redis) commands that failed (counter).
 pub const STORE_ERRORS: &str = "chat_store_errors_total";
 
@@ -113,6 +118,11 @@ fn describe() {
         "Client frames refused, by the error code sent back."
     );
     describe_counter!(MESSAGES, "Answers finished, by outcome.");
+    describe_counter!(
+        LIMIT_CHECKS,
+        "Cross-pod rate and budget checks, by limit and outcome."
+    );
+    describe_counter!(TOKENS_CHARGED, "LLM tokens charged to callers' budgets.");
     describe_counter!(EVENTS_FORWARDED, "Events written to sockets, by protocol.");
     describe_counter!(
         SLOW_CLIENT_CLOSES,
@@ -284,6 +294,16 @@ impl Drop for SocketGauge {
     fn drop(&mut self) {
         gauge!(SOCKETS_OPEN, "protocol" => self.0.as_str()).decrement(1.0);
     }
+}
+
+/// A cross-pod limit was checked (`limit`, `outcome`: closed sets, see [`LIMIT_CHECKS`]).
+pub fn limit_checked(limit: &'static str, outcome: &'static str) {
+    counter!(LIMIT_CHECKS, "limit" => limit, "outcome" => outcome).increment(1);
+}
+
+/// An answer's tokens were charged to a caller's budget.
+pub fn tokens_charged(tokens: u64) {
+    counter!(TOKENS_CHARGED).increment(tokens);
 }
 
 /// A user message was accepted and queued.

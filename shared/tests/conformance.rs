@@ -13,6 +13,8 @@
 
 #[path = "conformance/helpers.rs"]
 mod helpers;
+#[path = "conformance/limits.rs"]
+mod limits;
 #[path = "conformance/slots.rs"]
 mod slots;
 

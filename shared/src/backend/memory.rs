@@ -5,6 +5,7 @@
 //! Redis scripts it mirrors. Idle expiry is checked lazily on access (and swept when
 //! counting sessions) against `tokio::time::Instant`, so tests can pause time.
 
+mod limits;
 mod slots;
 
 use super::batch::{splice_seq, split_batch};
@@ -104,6 +105,8 @@ struct Inner {
     settings: StoreSettings,
     /// Bounded holder sets (`slots.rs`), under their own lock.
     slots: slots::Slots,
+    /// Rate buckets, token usage and charge scopes (`limits.rs`), under their own lock.
+    limits: limits::Limits,
 }
 
 /// Handle to the in-memory backend; cheap to clone.
@@ -126,6 +129,7 @@ impl MemoryBackend {
                 cancels,
                 settings: settings.clone(),
                 slots: slots::Slots::default(),
+                limits: limits::Limits::default(),
             }),
         }
     }

@@ -20,6 +20,7 @@ macro_rules! dispatch {
 
 pub mod batch;
 mod counters;
+pub mod limits;
 pub mod memory;
 pub mod redis;
 
@@ -34,6 +35,7 @@ use tokio::sync::mpsc;
 
 pub use batch::{seq_of, split_batch};
 pub use counters::SlotOutcome;
+pub use limits::{Rate, RateOutcome, UsageWindow, WindowUsage};
 pub use memory::MemoryBackend;
 pub use redis::RedisBackend;
 

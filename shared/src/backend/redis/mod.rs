@@ -10,10 +10,12 @@
 //! - `sessions`: create, read, touch, delete, count, history;
 //! - `work`: the inbox — accept, read, begin, claim, reclaim, finish, dead letters;
 //! - `events`: publish, replay, the gateway's subscriber, cancel requests, canaries;
-//! - `slots`: the bounded holder sets (`backend::counters`).
+//! - `slots`: the bounded holder sets (`backend::counters`);
+//! - `limits`: cross-pod rate buckets and token usage (`backend::limits`).
 
 mod connection;
 mod events;
+mod limits;
 mod replies;
 mod scripts;
 mod sessions;
