@@ -6,6 +6,7 @@ use crate::auth::caller::{authenticate, redacted_uri, require_caller};
 use crate::config_error::ConfigError;
 use crate::limits::client_ip::record_client;
 use crate::limits::rest::RestLimit;
+use crate::limits::shared_rate::{self, Limit};
 use crate::openapi::{self, ApiDoc};
 use crate::routes::{demo, info, metrics, sessions};
 use crate::security::Security;
@@ -20,7 +21,7 @@ use axum::middleware::{Next, from_fn};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
-use shared::backend::{Backend, StoreError};
+use shared::backend::{Backend, Rate, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -222,8 +223,9 @@ fn log_start(settings: &Settings, listener: &TcpListener) {
 /// are `/`, `/health`, `/livez`, `/metrics`, `/openapi.json` and the demo page; put new
 /// ones of that kind in `public`. Everything else is `protected`, where a request goes
 /// through, in order: `record_client` (resolve the client address) → `authenticate`
-/// (verify the token once) → the general rate limit (by user, else address) → on REST routes
-/// `require_caller` (401) → on creation the stricter creation limit → the handler.
+/// (verify the token once) → the general rate limit (by user, else address; the pod's
+/// bucket, then the deployment's in the store) → on REST routes `require_caller` (401)
+/// → on creation the stricter creation limit (same two steps) → the handler.
 /// The socket route skips `require_caller`: the contract reports a bad token on the
 /// socket (4401), after the upgrade.
 ///
@@ -272,6 +274,17 @@ fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(demo::stylesheet));
 
     let mut create = OpenApiRouter::new().routes(routes!(sessions::create));
+    // Each limit is two layers: the pod's bucket first, then the deployment's (store).
+    if let Some(rate) = Rate::new(
+        protection.create_session_per_minute,
+        protection.create_session_burst,
+    ) {
+        let backend = state.backend.clone();
+        create = create.route_layer(from_fn(move |request: Request, next: Next| {
+            let backend = backend.clone();
+            async move { shared_rate::enforce(&backend, Limit::Sessions, rate, request, next).await }
+        }));
+    }
     if let Some(limit) = RestLimit::new(
         protection.create_session_per_minute,
         protection.create_session_burst,
@@ -288,6 +301,16 @@ fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(create)
         .route_layer(from_fn(require_caller));
     let mut protected = rest.routes(routes!(ws::upgrade));
+    if let Some(rate) = Rate::new(
+        protection.rate_limit_per_minute,
+        protection.rate_limit_burst,
+    ) {
+        let backend = state.backend.clone();
+        protected = protected.route_layer(from_fn(move |request: Request, next: Next| {
+            let backend = backend.clone();
+            async move { shared_rate::enforce(&backend, Limit::Requests, rate, request, next).await }
+        }));
+    }
     if let Some(limit) = RestLimit::new(
         protection.rate_limit_per_minute,
         protection.rate_limit_burst,

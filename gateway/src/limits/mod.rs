@@ -1,4 +1,5 @@
-//! Everything that bounds what one client can cost: REST rate limits ([`rest`]), the
+//! Everything that bounds what one client can cost: REST rate limits per pod ([`rest`])
+//! and across pods ([`shared_rate`], also for user messages), the
 //! socket caps ([`sockets`]: per user or address across pods, and per instance), the
 //! allowed origins ([`origin`]), the client's address behind trusted proxies
 //! ([`client_ip`]) and their settings ([`settings`]). Size limits (body, frame,
@@ -9,4 +10,5 @@ pub mod client_ip;
 pub mod origin;
 pub mod rest;
 pub mod settings;
+pub mod shared_rate;
 pub mod sockets;

@@ -4,9 +4,10 @@
 //! (`client_ip`, which only believes trusted proxies). Refusals are the contract's 429
 //! `rate_limited` with `Retry-After`.
 //!
-//! The limits are per pod (a GCRA bucket in memory): behind N pods a client gets up to
-//! N times the rate, which is fine for flood protection; the limits that must hold
-//! across pods (sockets and sessions per user) are counted in the store instead.
+//! These buckets are per pod (in memory): behind N pods a client could get up to N
+//! times the rate, so they are only the cheap first line against floods. Behind them
+//! the same limits are counted once for every pod in the store (`shared_rate`), which
+//! is what holds a client to the configured rate in total.
 
 use crate::auth::caller::Authn;
 use crate::error::ApiError;

@@ -3,7 +3,9 @@
 //! on the public internet and generous for a person; load tests raise them (a limit of
 //! 0 turns a per-minute or per-user limit off).
 
+use crate::limits::rest::RateKey;
 use clap::{Args, ValueEnum};
+use shared::backend::Rate;
 
 /// Which header a trusted proxy writes the client's address into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -19,7 +21,7 @@ pub enum ClientIpHeader {
 #[derive(Debug, Clone, Args)]
 pub struct ProtectionSettings {
     /// REST requests (and socket upgrades) per minute for one user, or one client
-    /// address when there is no valid token. 0 = no limit.
+    /// address when there is no valid token, in total over every pod. 0 = no limit.
     #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = 600)]
     pub rate_limit_per_minute: u32,
 
@@ -28,8 +30,8 @@ pub struct ProtectionSettings {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit_burst: u32,
 
-    /// `POST /api/create-session` per minute for one user or address (on top of the
-    /// general limit). 0 = no limit.
+    /// `POST /api/create-session` per minute for one user or address, over every pod
+    /// (on top of the general limit). 0 = no limit.
     #[arg(long, env = "CREATE_SESSION_PER_MINUTE", default_value_t = 60)]
     pub create_session_per_minute: u32,
 
@@ -37,6 +39,28 @@ pub struct ProtectionSettings {
     #[arg(long, env = "CREATE_SESSION_BURST", default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub create_session_burst: u32,
+
+    /// User messages per minute for one authenticated user, over all their sockets on
+    /// every pod (`rate_limited`, with `retry_after_ms`). Each socket is also held to
+    /// `WS_MESSAGES_PER_MINUTE` on its own. 0 = no limit.
+    #[arg(long, env = "MESSAGES_PER_MINUTE_PER_USER", default_value_t = 60)]
+    pub messages_per_minute_per_user: u32,
+
+    /// Messages one user may send in a burst before their per-minute rate applies.
+    #[arg(long, env = "MESSAGE_BURST_PER_USER", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub message_burst_per_user: u32,
+
+    /// User messages per minute for one client address without a token, over all its
+    /// sockets on every pod. Higher than per user: one NAT hides many people. 0 = no
+    /// limit.
+    #[arg(long, env = "MESSAGES_PER_MINUTE_PER_ADDRESS", default_value_t = 600)]
+    pub messages_per_minute_per_address: u32,
+
+    /// Messages one address may send in a burst before its per-minute rate applies.
+    #[arg(long, env = "MESSAGE_BURST_PER_ADDRESS", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub message_burst_per_address: u32,
 
     /// Open sockets per authenticated user, across every gateway pod; one more is
     /// closed with 4429. 0 = no limit.
@@ -81,4 +105,21 @@ pub struct ProtectionSettings {
     #[arg(long, env = "HTTP_REQUEST_TIMEOUT_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub http_request_timeout_secs: u64,
+}
+
+impl ProtectionSettings {
+    /// The cross-pod message rate of a caller (`MESSAGES_PER_MINUTE_PER_USER` or
+    /// `..._PER_ADDRESS`); `None`: no limit.
+    pub fn message_rate(&self, caller: &RateKey) -> Option<Rate> {
+        match caller {
+            RateKey::User(_) => Rate::new(
+                self.messages_per_minute_per_user,
+                self.message_burst_per_user,
+            ),
+            RateKey::Addr(_) => Rate::new(
+                self.messages_per_minute_per_address,
+                self.message_burst_per_address,
+            ),
+        }
+    }
 }

@@ -13,6 +13,7 @@ use super::{Refusal, close};
 use crate::auth::caller::Authn;
 use crate::auth::jwt::AuthError;
 use crate::limits::client_ip::ClientAddr;
+use crate::limits::rest::RateKey;
 use crate::limits::sockets::{Admission, SlotRefusal, socket_scope};
 use crate::state::AppState;
 use axum::http::HeaderMap;
@@ -57,6 +58,14 @@ impl Gate {
 
     pub fn authn(&self) -> &Authn {
         &self.authn
+    }
+
+    /// Whom the socket's messages count against: the token's user, else the address.
+    pub fn payer(&self) -> RateKey {
+        match self.authn.user() {
+            Some(user) => RateKey::User(user.clone()),
+            None => RateKey::Addr(self.client),
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod token;
 use crate::auth::caller::{Authn, BEARER_PROTOCOL, Caller};
 use crate::error::ErrorBody;
 use crate::limits::client_ip::ClientAddr;
+use crate::limits::rest::RateKey;
 use crate::limits::sockets::{Admission, session_scope};
 use crate::state::AppState;
 use admission::Gate;
@@ -139,6 +140,8 @@ pub struct SocketStart {
     pub resume_from: Option<u64>,
     /// Who the socket's token speaks for, and until when.
     pub auth: SocketAuth,
+    /// Whom its messages count against across pods (the user, else the address).
+    pub payer: RateKey,
 }
 
 /// Why a socket is refused right after the upgrade.
@@ -293,6 +296,7 @@ async fn prepare(
         protocol: asked_protocol.unwrap_or(session.protocol),
         resume_from,
         auth,
+        payer: gate.payer(),
     };
     Ok((start, admission))
 }

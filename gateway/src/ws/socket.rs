@@ -10,12 +10,14 @@
 use super::budget::{FrameBudget, Verdict};
 use super::hub::{Attachment, Outbound};
 use super::{SocketStart, close};
+use crate::limits::rest::RateKey;
+use crate::limits::shared_rate::{self, Limit};
 use crate::state::AppState;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
-use shared::backend::split_batch;
+use shared::backend::{Rate, split_batch};
 use shared::clock;
 use shared::ids::SessionId;
 use shared::model::{AcceptOutcome, StoredMessage};
@@ -59,6 +61,11 @@ struct Connection {
     last_heard: Instant,
     /// The socket's token: closed with 4401 when it expires unrefreshed (`token.rs`).
     auth: super::token::SocketAuth,
+    /// Whom its messages count against across pods.
+    payer: RateKey,
+    /// `payer`'s message rate across pods (`MESSAGES_PER_MINUTE_PER_USER` or
+    /// `..._PER_ADDRESS`); `None`: unlimited.
+    shared_rate: Option<Rate>,
 }
 
 /// Runs the socket to its end.
@@ -79,6 +86,8 @@ pub async fn run(state: AppState, socket: WebSocket, start: SocketStart) {
         ),
         last_heard: Instant::now(),
         auth: start.auth.clone(),
+        payer: start.payer.clone(),
+        shared_rate: state.security.settings.message_rate(&start.payer),
         socket,
         state: state.clone(),
     };
@@ -381,9 +390,19 @@ impl Connection {
                 .reply_error(ErrorCode::MessageTooLong, &message, None)
                 .await;
         }
-        if let Err(not_until) = self.limiter.check() {
+        // The socket's own bucket first (no round trip), then the caller's across pods.
+        let over = match self.limiter.check() {
+            Err(not_until) => Some(not_until.wait_time_from(DefaultClock::default().now())),
+            Ok(()) => match self.shared_rate {
+                Some(rate) => {
+                    shared_rate::check(&self.state.backend, Limit::Messages, rate, &self.payer)
+                        .await
+                }
+                None => None,
+            },
+        };
+        if let Some(wait) = over {
             rejected(ErrorCode::RateLimited);
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
             return self
                 .reply_error(
                     ErrorCode::RateLimited,

@@ -4,6 +4,7 @@
 mod bad_input;
 mod browser;
 mod helpers;
+mod limits_shared;
 mod llm_compat;
 mod multi_instance;
 mod recovery;

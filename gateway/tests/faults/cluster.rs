@@ -210,6 +210,8 @@ impl Cluster {
             .env("RUST_LOG", "warn")
             .env("WS_MESSAGES_PER_MINUTE", "100000")
             .env("WS_MESSAGE_BURST", "100000")
+            .env("MESSAGES_PER_MINUTE_PER_ADDRESS", "0")
+            .env("MESSAGES_PER_MINUTE_PER_USER", "0")
             .env("REDIS_COMMAND_TIMEOUT_MS", "2000");
         for (key, value) in &self.env {
             command.env(key, value);

@@ -68,7 +68,7 @@ impl Bench {
                 "`mock-llm --tokens {TOKENS}` (figures 1, 2, 5-8) and `mock-llm --tokens 20` (figure 3), no delays unless a message asks (`[mock:first=..]`, `[mock:slow=..]`)."
             ),
             format!(
-                "Gateway and worker: release builds, one of each per figure on its own `KEY_PREFIX`, `RUN_WORKER=false`, `RUST_LOG=warn`, `WS_MESSAGES_PER_MINUTE=WS_MESSAGE_BURST=1000000`, `MAX_PENDING_MESSAGES=100000`, `WORKER_CONCURRENCY=4096`, per-address and per-user limits off (`RATE_LIMIT_PER_MINUTE=CREATE_SESSION_PER_MINUTE=MAX_SOCKETS_PER_USER=MAX_SESSIONS_PER_USER=0`, `MAX_CONNECTIONS=100000`){}.",
+                "Gateway and worker: release builds, one of each per figure on its own `KEY_PREFIX`, `RUN_WORKER=false`, `RUST_LOG=warn`, `WS_MESSAGES_PER_MINUTE=WS_MESSAGE_BURST=1000000`, `MAX_PENDING_MESSAGES=100000`, `WORKER_CONCURRENCY=4096`, per-address and per-user limits off (`RATE_LIMIT_PER_MINUTE=CREATE_SESSION_PER_MINUTE=MESSAGES_PER_MINUTE_PER_USER=MESSAGES_PER_MINUTE_PER_ADDRESS=MAX_SOCKETS_PER_USER=MAX_SESSIONS_PER_USER=0`, `MAX_CONNECTIONS=100000`){}.",
                 if self.authenticated {
                     ", `JWT_SECRET` set (every session authenticated with its own HS256 token)"
                 } else {
@@ -103,6 +103,8 @@ impl Bench {
             ("RATE_LIMIT_PER_MINUTE", "0".to_owned()),
             ("CREATE_SESSION_PER_MINUTE", "0".to_owned()),
             ("MAX_SOCKETS_PER_USER", "0".to_owned()),
+            ("MESSAGES_PER_MINUTE_PER_USER", "0".to_owned()),
+            ("MESSAGES_PER_MINUTE_PER_ADDRESS", "0".to_owned()),
             ("MAX_SESSIONS_PER_USER", "0".to_owned()),
             ("MAX_CONNECTIONS", "100000".to_owned()),
             ("CHUNK_COALESCE_MS", coalesce_ms.to_string()),
