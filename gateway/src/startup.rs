@@ -300,7 +300,9 @@ fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::cancel))
         .merge(create)
         .route_layer(from_fn(require_caller));
-    let mut protected = rest.routes(routes!(ws::upgrade));
+    let mut protected = rest
+        .routes(routes!(ws::upgrade))
+        .routes(routes!(ws::upgrade_new_session));
     if let Some(rate) = Rate::new(
         protection.rate_limit_per_minute,
         protection.rate_limit_burst,

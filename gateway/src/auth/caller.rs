@@ -103,7 +103,8 @@ pub async fn authenticate(
     let authn = match verifier {
         None => Authn::Off,
         Some(verifier) => {
-            let socket = request.uri().path().starts_with("/ws/");
+            let path = request.uri().path();
+            let socket = path == "/ws" || path.starts_with("/ws/");
             match token_of(request.headers(), request.uri(), socket) {
                 None => Authn::Failed(AuthError::Missing),
                 Some(token) => match verifier.verify(&token) {

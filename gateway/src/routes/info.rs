@@ -43,6 +43,7 @@ pub async fn api_info() -> Json<ApiInfo> {
         ("cancel_generation", "POST /api/session/{session_id}/cancel"),
         ("delete_session", "DELETE /api/session/{session_id}"),
         ("websocket", "WS /ws/{session_id}"),
+        ("websocket_new_session", "WS /ws"),
         ("demo", "GET /demo"),
     ];
     Json(ApiInfo {

@@ -1,4 +1,4 @@
-//! `/ws/{session_id}`: the upgrade (query, protocol rule, auto-creation, who may open
+//! `/ws/{session_id}` and `/ws` (a new session per socket): the upgrade (query, protocol rule, auto-creation, who may open
 //! it: [`admission`], whose session it is) and the per-socket loop in [`socket`];
 //! [`hub`] fans the bus out to sockets; [`token`] keeps a socket's token fresh;
 //! [`budget`] bounds the frames a client may send.
@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod budget;
 pub mod hub;
+pub mod rejoin;
 pub mod socket;
 pub mod token;
 
@@ -85,6 +86,52 @@ pub async fn upgrade(
     client: Option<Extension<ClientAddr>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // An id that is not even UTF-8 is refused after the upgrade like any invalid id.
+    let target = Target::Existing(path.map(|Path(id)| id).unwrap_or_default());
+    serve(state, target, query, headers, authn, client, ws)
+}
+
+/// `/ws` with no id: each socket gets a new session (the `connected` event names it),
+/// `stream` unless `?protocol=` says otherwise, for clients written for a bare `/ws`.
+#[utoipa::path(get, path = "/ws", operation_id = "websocket_new_session", tag = "websocket",
+    params(
+        WsQuery,
+        ("token" = Option<String>, Query, description = "A JWT, when authentication is on (or `Sec-WebSocket-Protocol: bearer, <JWT>`)."),
+    ),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 101, description = "Switching protocols, on a new session named by the `connected` event. Frames as on `/ws/{id}`; see docs/protocol.md."),
+        (status = 400, description = "Not a WebSocket handshake (`invalid_request`).", body = ErrorBody),
+        (status = 426, description = "The connection cannot be upgraded (`invalid_request`).", body = ErrorBody),
+        (status = 429, description = "Too many upgrades from this user or address; see `Retry-After`.", body = ErrorBody)))]
+pub async fn upgrade_new_session(
+    State(state): State<AppState>,
+    query: Result<Query<WsQuery>, QueryRejection>,
+    headers: HeaderMap,
+    authn: Option<Extension<Authn>>,
+    client: Option<Extension<ClientAddr>>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    serve(state, Target::New, query, headers, authn, client, ws)
+}
+
+/// Which session a socket is for.
+enum Target {
+    /// `/ws/{id}`: the raw id, checked after the upgrade.
+    Existing(String),
+    /// `/ws`: a new one.
+    New,
+}
+
+fn serve(
+    state: AppState,
+    target: Target,
+    query: Result<Query<WsQuery>, QueryRejection>,
+    headers: HeaderMap,
+    authn: Option<Extension<Authn>>,
+    client: Option<Extension<ClientAddr>>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => {
@@ -98,8 +145,6 @@ pub async fn upgrade(
             return (rejection.status(), axum::Json(body)).into_response();
         }
     };
-    // An id that is not even UTF-8 is refused after the upgrade like any invalid id.
-    let raw_id = path.map(|Path(id)| id).unwrap_or_default();
     let gate = Gate::of(
         &state,
         &headers,
@@ -121,7 +166,7 @@ pub async fn upgrade(
         .protocols([BEARER_PROTOCOL])
         .on_upgrade(move |socket| async move {
             // Boxed: its Redis calls would otherwise size every idle socket's task.
-            match Box::pin(prepare(&state, &raw_id, &query, &gate)).await {
+            match Box::pin(prepare(&state, &target, &query, &gate)).await {
                 Ok((start, admission)) => {
                     // Held (permit, slots kept fresh) for exactly the socket's life.
                     let _guard = admission.start();
@@ -159,7 +204,7 @@ const NO_SUCH_SESSION: &str =
 
 async fn prepare(
     state: &AppState,
-    raw_id: &str,
+    target: &Target,
     query: &WsQuery,
     gate: &Gate,
 ) -> Result<(SocketStart, Admission), Refusal> {
@@ -189,13 +234,17 @@ async fn prepare(
             )
         })?),
     };
-    let session_id = SessionId::parse(raw_id).map_err(|_| {
-        refuse(
-            ErrorCode::InvalidRequest,
-            "The session id is not valid: use 1 to 128 letters, digits, '-', '_', '.' or ':'.",
-            close::SESSION_NOT_FOUND,
-        )
-    })?;
+    let session_id = match target {
+        Target::New => SessionId::new_random(),
+        Target::Existing(raw_id) => SessionId::parse(raw_id).map_err(|_| {
+            refuse(
+                ErrorCode::InvalidRequest,
+                "The session id is not valid: use 1 to 128 letters, digits, '-', '_', '.' or ':'.",
+                close::SESSION_NOT_FOUND,
+            )
+        })?,
+    };
+    let new_session = matches!(target, Target::New);
     let unavailable = |_| {
         refuse(
             ErrorCode::Unavailable,
@@ -214,14 +263,20 @@ async fn prepare(
     // The user's session slot this socket took by auto-creating (given back if the
     // creation race was lost to another user).
     let mut claimed = None;
-    let session = match state
-        .backend
-        .session(&session_id)
-        .await
-        .map_err(unavailable)?
-    {
+    let existing = if new_session {
+        None
+    } else {
+        state
+            .backend
+            .session(&session_id)
+            .await
+            .map_err(unavailable)?
+    };
+    let session = match existing {
         Some(session) => session,
-        None if state.settings.auto_create_sessions() => {
+        // `/ws` creates its session whatever `AUTO_CREATE_SESSIONS` says, as
+        // `POST /api/create-session` does.
+        None if new_session || state.settings.auto_create_sessions() => {
             // Auto-created sessions belong to the token's user, and count against the
             // user's sessions like created ones.
             let owner = caller.owner().cloned();
@@ -250,8 +305,13 @@ async fn prepare(
                 user_id: owner,
                 metadata: serde_json::json!({}),
                 // The protocol the socket asked for, so `GET .../info` tells the truth
-                // (`simple` when it did not ask, as the contract says).
-                protocol: asked_protocol.unwrap_or(Protocol::Simple),
+                // (when it did not ask: `simple` on `/ws/{id}`, as the contract says,
+                // `stream` on `/ws`).
+                protocol: asked_protocol.unwrap_or(if new_session {
+                    Protocol::Stream
+                } else {
+                    Protocol::Simple
+                }),
                 created_at_ms: clock::now_millis(),
             };
             // Losing a creation race to another socket is fine: the session exists

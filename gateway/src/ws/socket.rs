@@ -35,6 +35,11 @@ const TOO_SLOW: &str = "client too slow";
 /// Longest a closing socket waits to send its close frame, then for the client's.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
+fn log_unavailable(error: shared::backend::StoreError) -> Closed {
+    tracing::warn!(%error, "could not read the event log");
+    Closed(Some((close::RESTARTING, "unavailable")))
+}
+
 /// The socket ended; carry the close code to send, if any.
 struct Closed(Option<(u16, &'static str)>);
 
@@ -226,22 +231,20 @@ impl Connection {
         }
     }
 
-    /// `connected`, then the replay past `resume_from`.
+    /// `connected`, then the replay past `resume_from`; with no `resume_from`, the
+    /// events of the answer in progress, if there is one (`rejoin`).
     async fn greet(&mut self, resume_from: Option<u64>) -> Step {
-        let replay_from = resume_from.unwrap_or(u64::MAX);
-        let replay = self
-            .state
-            .backend
-            .replay(&self.session_id, replay_from)
-            .await
-            .map_err(|error| {
-                tracing::warn!(%error, "could not read the event log");
-                Closed(Some((close::RESTARTING, "unavailable")))
-            })?;
-        self.last_sent = match resume_from {
-            Some(from) if from <= replay.last_seq => from,
-            _ => replay.last_seq,
+        let backend = self.state.backend.clone();
+        let id = self.session_id.clone();
+        let (replay, replay_from) = match resume_from {
+            Some(from) => (Box::pin(backend.replay(&id, from)).await, from),
+            None => match Box::pin(super::rejoin::replay(&backend, &id)).await {
+                Ok((replay, from)) => (Ok(replay), from),
+                Err(error) => (Err(error), 0),
+            },
         };
+        let replay = replay.map_err(log_unavailable)?;
+        self.last_sent = replay_from.min(replay.last_seq);
         let connected = StreamEvent::Status(StatusEvent {
             seq: None,
             status: Status::Connected,

@@ -20,5 +20,6 @@ mod security_support;
 mod security_surface;
 mod seeds;
 mod tools;
+mod ws_rejoin;
 mod ws_simple;
 mod ws_stream;
