@@ -5,7 +5,14 @@
 // - history is GET /api/session/{id}/messages, the source of truth after any failure;
 // - every session event carries `seq`: events at or below the highest seen are dropped,
 //   and a reconnect asks for `last_seq=N` so the server replays only what was missed;
-// - streaming bubbles are keyed by `message_id`; `complete` is authoritative.
+// - streaming bubbles are keyed by `message_id`; `complete` is authoritative;
+// - a fresh attach (a reload) mid-answer is first sent that answer's events from its
+//   `typing` (seq at most `connected.last_seq`): they rebuild its bubble whole, and the
+//   history is read again so an answer that completed meanwhile is shown once;
+// - answers are Markdown, rendered as DOM nodes (text nodes, never HTML), so nothing
+//   the model or the user writes reaches the page as markup;
+// - the header names the model answering; "New chat" asks first, and the chats of
+//   this browser stay in "Previous chats".
 // For gateways with authentication on, the token (JWT) comes from the page's fragment
 // (`/demo#token=<JWT>`: a fragment is never sent to a server, so it is in no access
 // log) or, when the gateway answers 401 / 4401, from a prompt. It is removed from the
@@ -17,6 +24,8 @@
   'use strict';
 
   const STORAGE_KEY = 'chat-demo-session';
+  const CHATS_KEY = 'chat-demo-chats';
+  const CHATS_KEPT = 20;
   const BACKOFF_MIN_MS = 250;
   const BACKOFF_MAX_MS = 5000;
   const PING_EVERY_MS = 25000;
@@ -27,7 +36,7 @@
   const els = {
     list: $('messages'), form: $('composer'), input: $('input'), send: $('send'),
     stop: $('stop'), newChat: $('new-chat'), pill: $('conn'), service: $('service'),
-    sessionLabel: $('session-id'),
+    sessionLabel: $('session-id'), model: $('model'), previous: $('previous'),
   };
   const TOKEN_KEY = 'chat-demo-token';
   const params = new URLSearchParams(location.search);
@@ -66,6 +75,8 @@
     lastSeq: 0,               // highest `seq` seen in this session
     ws: null,
     everConnected: false,     // this session had a `connected`: reconnects send last_seq
+    rejoining: false,         // a fresh attach: its first events may replay the answer in progress
+    answered: new Set(),      // question ids the rendered history has an answer for
     attempts: 0,              // failed attempts since the last `connected` (backoff)
     epoch: 0,                 // bumped on every session switch; stale async work checks it
     generating: new Set(),    // message_ids between `typing` and `ready`
@@ -86,6 +97,97 @@
     return result;
   }
 
+  // ---------- Markdown (as DOM nodes only) ----------
+
+  const INLINE = /(`[^`\n]+`)|(\*\*[^*\n]+\*\*)|(\*[^*\s][^*\n]*\*)|(\[[^\]\n]+\]\((https?:\/\/[^\s)]+)\))/;
+
+  // Inline Markdown of one line: `code`, **bold**, *italic*, [text](http(s) link).
+  function inline(parent, text) {
+    let rest = text;
+    while (rest) {
+      const m = INLINE.exec(rest);
+      if (!m) { parent.append(document.createTextNode(rest)); return; }
+      if (m.index > 0) parent.append(document.createTextNode(rest.slice(0, m.index)));
+      const token = m[0];
+      if (m[1]) {
+        const code = document.createElement('code');
+        code.textContent = token.slice(1, -1);
+        parent.append(code);
+      } else if (m[2]) {
+        const strong = document.createElement('strong');
+        inline(strong, token.slice(2, -2));
+        parent.append(strong);
+      } else if (m[3]) {
+        const em = document.createElement('em');
+        inline(em, token.slice(1, -1));
+        parent.append(em);
+      } else {
+        const a = document.createElement('a');
+        a.href = m[5];
+        a.rel = 'noopener noreferrer nofollow';
+        a.target = '_blank';
+        a.textContent = token.slice(1, token.indexOf(']('));
+        parent.append(a);
+      }
+      rest = rest.slice(m.index + token.length);
+    }
+  }
+
+  // Block Markdown: paragraphs, headings, lists, fenced code.
+  function markdown(el, text) {
+    const blocks = [];
+    let para = null;
+    let list = null;
+    let fence = null;
+    const close = () => { para = null; list = null; };
+    for (const line of text.split('\n')) {
+      if (fence) {
+        if (/^\s*```/.test(line)) { fence = null; continue; }
+        fence.textContent += (fence.textContent ? '\n' : '') + line;
+        continue;
+      }
+      if (/^\s*```/.test(line)) {
+        close();
+        const pre = document.createElement('pre');
+        fence = document.createElement('code');
+        pre.append(fence);
+        blocks.push(pre);
+        continue;
+      }
+      if (!line.trim()) { close(); continue; }
+      const heading = /^(#{1,6})\s+(.*)$/.exec(line);
+      const bullet = /^\s*[-*+]\s+(.*)$/.exec(line);
+      const numbered = /^\s*\d+[.)]\s+(.*)$/.exec(line);
+      if (heading) {
+        close();
+        const h = document.createElement(heading[1].length <= 2 ? 'h3' : 'h4');
+        inline(h, heading[2]);
+        blocks.push(h);
+      } else if (bullet || numbered) {
+        const tag = bullet ? 'UL' : 'OL';
+        if (!list || list.tagName !== tag) {
+          para = null;
+          list = document.createElement(tag.toLowerCase());
+          blocks.push(list);
+        }
+        const li = document.createElement('li');
+        inline(li, (bullet || numbered)[1]);
+        list.append(li);
+      } else {
+        list = null;
+        if (!para) { para = document.createElement('p'); blocks.push(para); } else para.append(document.createElement('br'));
+        inline(para, line);
+      }
+    }
+    el.replaceChildren(...blocks);
+  }
+
+  // A bubble's text: Markdown for answers, plain text for everything else.
+  function paint(textEl, role, text) {
+    if (role === 'assistant') markdown(textEl, text);
+    else textEl.textContent = text;
+  }
+
   function addMessage(role, text, extra = {}) {
     return keepBottom(() => {
       const li = document.createElement('li');
@@ -99,13 +201,14 @@
       tools.className = 'tools';
       const textEl = document.createElement('div');
       textEl.className = 'text';
-      textEl.textContent = text;
+      paint(textEl, role, text);
       const dots = document.createElement('span');
       dots.className = 'dots';
       dots.setAttribute('aria-label', 'Assistant is typing');
       dots.append(document.createElement('i'), document.createElement('i'), document.createElement('i'));
       const note = document.createElement('div');
       note.className = 'note';
+      if (li.dataset.state === 'stopped') note.textContent = '(stopped)';
       bubble.append(tools, textEl, dots, note);
       li.append(bubble);
       els.list.append(li);
@@ -136,6 +239,7 @@
 
   // The assistant bubble for `id`, created (empty, with typing dots) on first use.
   function bubbleFor(id) {
+    if (state.answered.has(id)) return { done: true, tools: document.createElement('ul') };
     let b = state.bubbles.get(id);
     if (!b) {
       b = addMessage('assistant', '', { id, state: 'streaming' });
@@ -145,6 +249,7 @@
   }
 
   function finalize(id, text, how) {
+    if (state.answered.has(id)) return; // the history shows it
     const b = state.bubbles.get(id);
     if (!b || b.done) {
       if (!b && text) addMessage('assistant', text, { id, state: how });
@@ -153,7 +258,7 @@
     keepBottom(() => {
       b.done = true;
       b.text = text;
-      b.textEl.textContent = text;
+      paint(b.textEl, 'assistant', text);
       b.li.dataset.state = how;
       for (const tool of b.tools.children) markTool(tool, 'called');
       if (how === 'stopped') b.note.textContent = '(stopped)';
@@ -164,12 +269,15 @@
     els.list.replaceChildren();
     state.bubbles.clear();
     state.generating.clear();
+    state.answered = new Set(messages.filter((m) => m.role === 'assistant' && m.reply_to).map((m) => m.reply_to));
     if (hasMore) addMessage('notice', 'Earlier messages are not shown.');
     for (const m of messages) {
       if (m.role !== 'user' && m.role !== 'assistant') continue;
-      const b = addMessage(m.role, m.content, { id: m.id, replyTo: m.reply_to });
+      const how = m.cancelled ? 'stopped' : 'complete';
+      const b = addMessage(m.role, m.content, { id: m.id, replyTo: m.reply_to, state: how });
       for (const call of m.function_calls || []) b.tools.append(toolItem(call.name, call.call_id, 'called'));
     }
+    if (state.notice) addMessage('notice', state.notice);
     els.list.scrollTop = els.list.scrollHeight;
   }
 
@@ -213,7 +321,7 @@
   }
 
   // Picks (or creates) the session, renders its history and opens the socket.
-  async function startSession(forceNew, notice) {
+  async function startSession(forceNew, notice, chosen) {
     const epoch = ++state.epoch;
     closeSocket();
     state.sessionId = null;
@@ -221,15 +329,15 @@
     state.everConnected = false;
     renderHistory([], false);
     setStatus('connecting');
-    let id = forceNew ? null : (params.get('session') || localStorage.getItem(STORAGE_KEY));
+    let id = forceNew ? null : (chosen || params.get('session') || localStorage.getItem(STORAGE_KEY));
     try {
       for (let tries = 0; ; tries++) {
         if (!id) id = await createSession();
         const res = await api('GET', `/api/session/${encodeURIComponent(id)}/messages?limit=${HISTORY_LIMIT}`);
         if (epoch !== state.epoch) return;
         if (res.ok) {
+          state.notice = notice || null;
           renderHistory(res.data.messages || [], res.data.has_more);
-          if (notice) addMessage('notice', notice);
           break;
         }
         if (res.status !== 404 || tries > 0) throw failure(res);
@@ -251,6 +359,7 @@
     }
     els.sessionLabel.textContent = `Session ${id.slice(0, 8)}.`;
     els.sessionLabel.title = id;
+    renderPrevious();
     connect();
   }
 
@@ -322,14 +431,18 @@
     state.counters.connects += 1;
     if (resumed) state.counters.reconnects += 1;
     if (!resumed && typeof ev.last_seq === 'number') {
-      // The history just rendered covers everything up to here.
+      // The history just rendered covers everything up to here, but an answer in
+      // progress, whose events come next (from its start).
       state.lastSeq = Math.max(state.lastSeq, ev.last_seq);
+      state.rejoining = true;
     }
     state.everConnected = true;
     setStatus('connected');
     clearInterval(pingTimer);
     pingTimer = setInterval(() => sendFrame({ type: 'ping' }), PING_EVERY_MS);
-    if (resumed && ev.recovered === false) rereadHistory(ev.last_seq);
+    // Resumed with a gap, or fresh (an answer may have completed between the history
+    // read and this attach): the history is read again.
+    if ((resumed && ev.recovered === false) || !resumed) rereadHistory(ev.last_seq);
   }
 
   // Events were no longer retained: the history is the truth up to `last_seq`.
@@ -341,13 +454,22 @@
     if (!res.ok) return;
     const live = [...state.bubbles].filter(([, b]) => !b.done);
     renderHistory(res.data.messages || [], res.data.has_more);
-    for (const [id, b] of live) { state.bubbles.set(id, b); els.list.append(b.li); }
+    for (const [id, b] of live) {
+      if (state.answered.has(id)) continue; // completed meanwhile: the history has it
+      state.bubbles.set(id, b);
+      els.list.append(b.li);
+      state.generating.add(id);
+    }
+    rememberChat(res.data.messages || []);
     if (typeof lastSeq === 'number') state.lastSeq = Math.max(state.lastSeq, lastSeq);
     updateControls();
   }
 
   function onEvent(ev) {
     if (typeof ev.seq === 'number') {
+      // The first event of a fresh attach may start the replay of the answer in progress.
+      if (state.rejoining && ev.seq <= state.lastSeq) state.lastSeq = ev.seq - 1;
+      state.rejoining = false;
       if (ev.seq <= state.lastSeq) { state.counters.duplicatesIgnored += 1; return; }
       state.lastSeq = ev.seq;
     }
@@ -361,7 +483,7 @@
           // The chunks start over; the tool calls already shown stay (a restarted
           // answer reuses their results).
           b.text = '';
-          b.textEl.textContent = '';
+          paint(b.textEl, 'assistant', '');
         } else if (ev.status === 'ready') {
           if (ev.message_id) state.generating.delete(id); else state.generating.clear();
           const pending = state.bubbles.get(id);
@@ -380,7 +502,7 @@
         if (cb.done || typeof ev.content !== 'string') break;
         state.counters.chunks += 1;
         cb.text += ev.content;
-        keepBottom(() => { cb.textEl.textContent = cb.text; });
+        keepBottom(() => { paint(cb.textEl, 'assistant', cb.text); });
         break;
       }
       case 'complete':
@@ -397,6 +519,54 @@
       default: // pong, authenticated and anything newer: nothing to show
     }
     updateControls();
+  }
+
+  // ---------- chats of this browser ----------
+
+  function chats() {
+    try {
+      const list = JSON.parse(localStorage.getItem(CHATS_KEY) || '[]');
+      return Array.isArray(list) ? list.filter((c) => c && typeof c.id === 'string') : [];
+    } catch { return []; }
+  }
+
+  // Keeps the current chat (titled by its first question) at the top of the list.
+  function rememberChat(messages, firstText) {
+    if (!state.sessionId) return;
+    const list = chats();
+    const old = list.find((c) => c.id === state.sessionId);
+    const question = (messages || []).find((m) => m.role === 'user');
+    const title = (old && old.title) || (question && question.content) || firstText;
+    if (!title) return;
+    const entry = { id: state.sessionId, title: title.slice(0, 60), at: new Date().toISOString() };
+    const next = [entry, ...list.filter((c) => c.id !== state.sessionId)].slice(0, CHATS_KEPT);
+    localStorage.setItem(CHATS_KEY, JSON.stringify(next));
+    renderPrevious();
+  }
+
+  function forgetChat(id) {
+    localStorage.setItem(CHATS_KEY, JSON.stringify(chats().filter((c) => c.id !== id)));
+    renderPrevious();
+  }
+
+  // The "Previous chats" menu: every remembered chat but the current one.
+  function renderPrevious() {
+    const others = chats().filter((c) => c.id !== state.sessionId);
+    const head = document.createElement('option');
+    head.value = '';
+    head.textContent = `Previous chats (${others.length})`;
+    const options = others.map((c) => {
+      const o = document.createElement('option');
+      o.value = c.id;
+      o.textContent = c.title;
+      return o;
+    });
+    els.previous.replaceChildren(head, ...options);
+    els.previous.hidden = others.length === 0;
+  }
+
+  function hasConversation() {
+    return els.list.querySelector('.msg.user') !== null;
   }
 
   // ---------- composer ----------
@@ -421,6 +591,7 @@
     if (!text.trim() || state.status !== 'connected') return;
     if (!sendFrame({ message: text, client_message_id: uuid() })) return;
     addMessage('user', text);
+    rememberChat(null, text);
     els.list.scrollTop = els.list.scrollHeight;
     els.input.value = '';
     autosize();
@@ -433,12 +604,47 @@
   els.input.addEventListener('input', autosize);
   els.stop.addEventListener('click', () => sendFrame({ type: 'cancel' }));
   els.newChat.addEventListener('click', () => {
+    // The current chat is not lost (it stays under "Previous chats"), but ask first.
+    if (hasConversation() && !window.confirm('Start a new chat? This one stays under "Previous chats".')) return;
     if (params.has('session')) {
       params.delete('session');
       history.replaceState(null, '', location.pathname + (params.toString() ? `?${params}` : ''));
     }
     startSession(true);
   });
+
+  els.previous.addEventListener('change', () => {
+    const id = els.previous.value;
+    if (!id) return;
+    if (params.has('session')) {
+      params.delete('session');
+      history.replaceState(null, '', location.pathname + (params.toString() ? `?${params}` : ''));
+    }
+    startSession(false, null, id).then(() => {
+      if (state.sessionId !== id) forgetChat(id); // expired or deleted since
+    });
+  });
+
+  // Names the model answering (GET /status; without a token, or refused, the agent of
+  // the public /health). Never prompts for a token by itself.
+  async function showModel() {
+    const status = await api('GET', '/status', undefined, true).catch(() => null);
+    let label = null;
+    if (status && status.ok) {
+      const model = status.data.model || {};
+      const name = model.name || (model.demo ? 'built-in demo model' : model.provider);
+      const agent = status.data.agent && status.data.agent.name;
+      label = [name && `model ${name}`, agent].filter(Boolean).join(' · ');
+    } else {
+      const health = await api('GET', '/health', undefined, true).catch(() => null);
+      if (health && health.data && health.data.agent) label = `agent ${health.data.agent}`;
+    }
+    if (label) {
+      els.model.textContent = label;
+      els.model.title = label;
+    }
+  }
+  showModel();
 
   // Names the service in the header (GET / is public even when auth is on).
   api('GET', '/').then((res) => {

@@ -118,3 +118,30 @@ async fn demo_page_shows_function_calls_live_and_from_history() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Issue 14: the page rebuilds an answer in progress after a reload (from its first
+/// word), keeps a stopped answer stopped, renders Markdown without letting HTML in,
+/// names the model, asks before "New chat" and offers the previous chats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_page_rebuilds_after_a_reload_and_keeps_previous_chats() {
+    let env = TestEnv::builder(Mode::Embedded)
+        .mock(|m| {
+            m.token_delay_ms = 60;
+            m.tokens = 40;
+        })
+        .start()
+        .await;
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../artifacts/browser");
+    std::fs::create_dir_all(&shots).expect("artifacts dir");
+    let result = TestGateway::run_node(
+        "browser",
+        "demo-reload-test.mjs",
+        &[&env.gw().url(""), &shots.to_string_lossy()],
+    )
+    .await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(
+        result["streamed_after_reload"], true,
+        "the reload landed mid-answer: {result}"
+    );
+}
