@@ -7,6 +7,7 @@
 
 use crate::auth::jwt::Verifier;
 use crate::config_error::ConfigError;
+use crate::limits::budget::Budget;
 use crate::limits::client_ip::TrustedProxies;
 use crate::limits::origin::OriginPolicy;
 use crate::limits::settings::ProtectionSettings;
@@ -25,6 +26,8 @@ pub struct Security {
     /// The sockets' slot upkeep (refresh, then release when the socket ends); a
     /// stopping instance waits for it so its sockets' slots are freed, not left to lapse.
     pub slots: SlotKeeper,
+    /// The configured token budget (`BUDGET_TOKENS_PER_*`), before a token's own claim.
+    pub budget: Budget,
     /// What `websocket_url` is built from (`PUBLIC_URL`, checked at start-up).
     pub socket_urls: SocketUrls,
 }
@@ -53,6 +56,7 @@ impl Security {
             connections: ConnectionCap::new(protection.max_connections),
             settings: protection.clone(),
             slots: SlotKeeper::default(),
+            budget: protection.budget(),
             socket_urls: SocketUrls::parse(settings.public_url.as_deref())?,
         })
     }

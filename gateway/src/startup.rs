@@ -8,7 +8,7 @@ use crate::limits::client_ip::record_client;
 use crate::limits::rest::RestLimit;
 use crate::limits::shared_rate::{self, Limit};
 use crate::openapi::{self, ApiDoc};
-use crate::routes::{demo, info, metrics, sessions};
+use crate::routes::{demo, info, metrics, sessions, usage};
 use crate::security::Security;
 use crate::server::{self, ServerOptions};
 use crate::settings::Settings;
@@ -298,6 +298,7 @@ fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::messages))
         .routes(routes!(sessions::delete))
         .routes(routes!(sessions::cancel))
+        .routes(routes!(usage::usage))
         .merge(create)
         .route_layer(from_fn(require_caller));
     let mut protected = rest

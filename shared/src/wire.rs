@@ -57,6 +57,9 @@ pub enum ErrorCode {
     EmptyMessage,
     MessageTooLong,
     TooManyPending,
+    /// The caller's token budget for the current day or minute is used up; the
+    /// `error` event's `retry_after_ms` says when it resets.
+    BudgetExceeded,
     /// The LLM failed or refused and retries gave up.
     LlmError,
     /// The LLM did not answer within its deadline.
@@ -80,6 +83,7 @@ impl ErrorCode {
             ErrorCode::EmptyMessage => "empty_message",
             ErrorCode::MessageTooLong => "message_too_long",
             ErrorCode::TooManyPending => "too_many_pending",
+            ErrorCode::BudgetExceeded => "budget_exceeded",
             ErrorCode::LlmError => "llm_error",
             ErrorCode::LlmTimeout => "llm_timeout",
         }
@@ -305,7 +309,18 @@ pub struct CompleteEvent {
     /// True when the generation was stopped and `full_response` is partial.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,
+    /// The tokens the answer cost, as the LLM provider reported them (over all its
+    /// tool rounds); absent when the provider reported none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TokenUsage>,
     pub timestamp: String,
+}
+
+/// LLM tokens of one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
 }
 
 /// `{"type":"error", ...}`.
@@ -512,6 +527,7 @@ mod tests {
             full_response: "done".into(),
             message_id: None,
             cancelled: false,
+            usage: None,
             timestamp: "t".into(),
         }));
         assert_eq!(
@@ -573,6 +589,7 @@ mod tests {
             full_response: "Hello".into(),
             message_id: None,
             cancelled: false,
+            usage: None,
             timestamp: "t".into(),
         });
         assert_eq!(

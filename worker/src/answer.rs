@@ -16,9 +16,11 @@
 //! earlier try stored, so finished calls are not made again.
 
 use crate::cancel::CancelRegistry;
+use crate::llm::wire::Usage;
 use crate::llm::{ChatMessage, Llm, LlmError, LlmEvent, Tool};
 use crate::prompt;
 use crate::settings::{ConsumerSettings, LlmSettings};
+use crate::usage::Tally;
 use futures_util::StreamExt;
 use shared::backend::{Backend, PublishOutcome, StoreError};
 use shared::clock;
@@ -48,8 +50,9 @@ pub(crate) struct Cancelled;
 
 /// How one streaming attempt ended.
 enum Streamed {
-    /// The turn's text and the tool calls it ended with (none: a final answer).
-    Done(String, Vec<crate::llm::ToolCall>),
+    /// The turn's text, the tool calls it ended with (none: a final answer) and the
+    /// usage the provider reported for it.
+    Done(String, Vec<crate::llm::ToolCall>, Option<Usage>),
     Cancelled(String),
     /// Broke before finishing; `retryable` when starting over may help.
     Broken {
@@ -188,22 +191,26 @@ impl Answerer {
         let max_rounds = self.llm_settings.max_tool_rounds();
         // Text of earlier turns, already sent as chunks.
         let mut said = String::new();
+        let mut tally = Tally::default();
         let outcome = loop {
             let tools = if round < max_rounds {
                 offered.clone()
             } else {
                 Vec::new()
             };
-            let (text, requested) = match self
+            let (text, requested, usage) = match self
                 .stream_turn(session, work, &messages, &tools, &mut typing, cancel)
                 .await?
             {
                 Ok(turn) => turn,
                 Err(Finish::Answered { text, cancelled }) => {
+                    // Stopped mid-turn: the provider sends no usage, the tokens still cost.
+                    tally.add_turn(&messages, &text, None);
                     break answered(format!("{said}{text}"), cancelled);
                 }
                 Err(failed) => break failed,
             };
+            tally.add_turn(&messages, &text, usage.as_ref());
             said.push_str(&text);
             if requested.is_empty() || tools.is_empty() {
                 if !requested.is_empty() {
@@ -244,7 +251,23 @@ impl Answerer {
             }
             round += 1;
         };
-        self.finish(delivery, work, outcome, calls).await
+        let finished = self
+            .finish_with(delivery, work, outcome, calls, tally)
+            .await;
+        if matches!(finished, Ok(FinishOutcome::Done)) && tally.total() > 0 {
+            self.charge(session, tally.total()).await;
+        }
+        finished
+    }
+
+    /// Charges an answer's tokens to whoever the gateway named for the session (no one
+    /// when no budget is configured). A failure is logged: the answer is already done.
+    async fn charge(&self, session: &SessionId, tokens: u64) {
+        match self.backend.charge_usage(session, tokens).await {
+            Ok(Some(_)) => metrics::tokens_charged(tokens),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, tokens, "could not charge an answer's tokens"),
+        }
     }
 
     /// One model turn, started over (within `LLM_STREAM_RETRIES`) when its stream
@@ -257,7 +280,8 @@ impl Answerer {
         tools: &[Tool],
         typing: &mut Option<StreamEvent>,
         cancel: &CancellationToken,
-    ) -> Result<Result<(String, Vec<crate::llm::ToolCall>), Finish>, AnswerError> {
+    ) -> Result<Result<(String, Vec<crate::llm::ToolCall>, Option<Usage>), Finish>, AnswerError>
+    {
         let mut restarts_left = self.llm_settings.llm_stream_retries;
         let outcome = loop {
             let announce = typing.take();
@@ -284,11 +308,11 @@ impl Answerer {
                     Streamed::Broken { .. } => "broken",
                 },
             );
-            if let Streamed::Done(_, calls) = &streamed {
+            if let Streamed::Done(_, calls, _) = &streamed {
                 span.record("tool_calls", calls.len() as i64);
             }
             match streamed {
-                Streamed::Done(text, calls) => return Ok(Ok((text, calls))),
+                Streamed::Done(text, calls, usage) => return Ok(Ok((text, calls, usage))),
                 Streamed::Cancelled(text) => break answered(text, true),
                 Streamed::Broken {
                     text,
@@ -317,6 +341,19 @@ impl Answerer {
         outcome: Finish,
         function_calls: Vec<FunctionCall>,
     ) -> Result<FinishOutcome, AnswerError> {
+        self.finish_with(delivery, work, outcome, function_calls, Tally::default())
+            .await
+    }
+
+    /// [`Self::finish`] of an answer whose model turns cost `tally` (on `complete`).
+    async fn finish_with(
+        &self,
+        delivery: &Delivery,
+        work: &Work,
+        outcome: Finish,
+        function_calls: Vec<FunctionCall>,
+        tally: Tally,
+    ) -> Result<FinishOutcome, AnswerError> {
         let session = &delivery.session_id;
         let message_id = work.message.id;
         let ready = StreamEvent::status(Status::Ready, session, Some(message_id));
@@ -336,6 +373,7 @@ impl Answerer {
                     full_response: text.clone(),
                     message_id: Some(message_id),
                     cancelled,
+                    usage: tally.reported(),
                     timestamp: clock::now_rfc3339(),
                 });
                 let mut answer = StoredMessage::assistant(text, message_id, cancelled);
@@ -466,6 +504,7 @@ impl Answerer {
         };
         let mut first_token = true;
         let mut requested = Vec::new();
+        let mut usage = None;
 
         // `sent` is what clients have (published chunks); `pending` holds the chunk
         // events not yet published (one growing chunk when coalescing, one per token
@@ -505,7 +544,7 @@ impl Answerer {
                         for item in items {
                             match item {
                                 Ok(LlmEvent::Text(text)) => add_token(&mut pending, text, coalesce.is_zero()),
-                                Ok(LlmEvent::End(ending)) => requested = ending.tool_calls,
+                                Ok(LlmEvent::End(ending)) => (requested, usage) = (ending.tool_calls, ending.usage),
                                 Err(error) => {
                                     failure = Some(error);
                                     break;
@@ -548,7 +587,7 @@ impl Answerer {
             return Ok(cancelled(sent));
         }
         metrics::llm_request(LlmOutcome::Ok);
-        Ok(Streamed::Done(sent, requested))
+        Ok(Streamed::Done(sent, requested, usage))
     }
 
     /// Publishes the pending chunk events in one batch and moves them to `sent`.

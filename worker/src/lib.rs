@@ -12,6 +12,7 @@
 //! - [`cancel`]: cancel tokens of the answers running here.
 //! - [`consumer`]: the read loop, claim keeping, reclaiming, concurrency and shutdown.
 //! - [`probes`]: `/livez` and `/readyz` for the standalone binary.
+//! - [`usage`]: the tokens an answer cost, charged to its payer's budget.
 //!
 //! The gateway links this crate to run a worker in-process in embedded mode.
 
@@ -24,6 +25,7 @@ pub mod prompt;
 pub mod settings;
 pub mod tool_turn;
 pub mod tools;
+pub mod usage;
 
 use answer::Answerer;
 use settings::{ConsumerSettings, LlmSettings};

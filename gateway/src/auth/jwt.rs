@@ -21,6 +21,7 @@ use super::expiry;
 use super::jwks::Jwks;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use shared::ids::UserId;
 use thiserror::Error;
@@ -56,6 +57,10 @@ pub enum AuthError {
     NoUser(String),
     #[error("the token's {0:?} claim is not a number of seconds")]
     InvalidClaim(String),
+    #[error(
+        "the token's {0:?} claim is not a budget ({{\"tokens_per_day\": N, \"tokens_per_minute\": N}})"
+    )]
+    InvalidBudget(String),
     #[error("the token repeats a claim name")]
     DuplicateClaim,
     #[error("the token requires header extensions (crit) this server does not support")]
@@ -88,9 +93,22 @@ impl AuthError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub user: UserId,
+    /// The user's own token budget, from the claim `JWT_BUDGET_CLAIM` names.
+    pub budget: Option<ClaimedBudget>,
     /// The token's `exp` in epoch milliseconds (fractions of a second kept), when it
     /// has one.
     pub expires_at_ms: Option<u64>,
+}
+
+/// A token budget a token carries (`JWT_BUDGET_CLAIM`); a window left out keeps the
+/// configured budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimedBudget {
+    #[serde(default)]
+    pub tokens_per_day: Option<u64>,
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
 }
 
 /// Where verification keys come from.
@@ -107,6 +125,8 @@ pub struct Verifier {
     keys: KeySource,
     validation: Validation,
     user_claim: String,
+    /// `JWT_BUDGET_CLAIM`, if set.
+    budget_claim: Option<String>,
     require_exp: bool,
     /// An issuer is configured: `iss` must be one string naming it.
     check_issuer: bool,
@@ -161,11 +181,18 @@ impl Verifier {
             keys,
             validation,
             user_claim,
+            budget_claim: None,
             require_exp,
             check_issuer,
             leeway_secs,
             max_user_chars,
         }
+    }
+
+    /// Reads each token's own budget from `claim` (`JWT_BUDGET_CLAIM`).
+    pub fn with_budget_claim(mut self, claim: Option<String>) -> Self {
+        self.budget_claim = claim;
+        self
     }
 
     /// The clock skew allowed on `exp`, also used for a socket's token deadline.
@@ -217,8 +244,19 @@ impl Verifier {
             return Err(AuthError::NotYetValid);
         }
         let user = self.user_of(&claims)?;
+        let budget = match self.budget_claim.as_ref() {
+            None => None,
+            Some(name) => match claims.get(name) {
+                None => None,
+                Some(value) => Some(
+                    ClaimedBudget::deserialize(value)
+                        .map_err(|_| AuthError::InvalidBudget(name.clone()))?,
+                ),
+            },
+        };
         Ok(Identity {
             user,
+            budget,
             expires_at_ms,
         })
     }

@@ -79,6 +79,13 @@ pub struct AuthSettings {
     #[arg(long, env = "JWT_USER_CLAIM", default_value = "sub")]
     pub jwt_user_claim: String,
 
+    /// A claim carrying the user's own token budget (e.g. from their plan), an object
+    /// `{"tokens_per_day": N, "tokens_per_minute": N}` (either may be left out); it
+    /// replaces `BUDGET_TOKENS_PER_*` for that user. A token whose claim has another
+    /// shape is refused. Unset: every user gets the configured budget.
+    #[arg(long, env = "JWT_BUDGET_CLAIM")]
+    pub jwt_budget_claim: Option<String>,
+
     /// Refuse tokens without `exp`. Off only for issuers that cannot set one.
     #[arg(long, env = "JWT_REQUIRE_EXP", default_value_t = true, action = clap::ArgAction::Set)]
     pub jwt_require_exp: bool,
@@ -116,6 +123,7 @@ impl AuthSettings {
                 ("JWT_ALGORITHM", self.jwt_algorithm.is_some()),
                 ("JWT_ISSUER", self.jwt_issuer.is_some()),
                 ("JWT_AUDIENCE", self.jwt_audience.is_some()),
+                ("JWT_BUDGET_CLAIM", self.jwt_budget_claim.is_some()),
             ];
             if let Some((variable, _)) = stray.iter().find(|(_, set)| *set) {
                 return Err(ConfigError::new(
@@ -201,16 +209,23 @@ impl AuthSettings {
             }
             Ok(items)
         };
-        Ok(Some(Verifier::new(
-            algorithm.algorithm(),
-            keys,
-            list(&self.jwt_issuer, "JWT_ISSUER")?,
-            list(&self.jwt_audience, "JWT_AUDIENCE")?,
-            claim.to_owned(),
-            self.jwt_require_exp,
-            self.jwt_leeway_secs,
-            max_user_chars,
-        )))
+        let budget_claim = match self.jwt_budget_claim.as_deref().map(str::trim) {
+            Some("") => return Err(ConfigError::new("JWT_BUDGET_CLAIM", "must name a claim")),
+            other => other.map(str::to_owned),
+        };
+        Ok(Some(
+            Verifier::new(
+                algorithm.algorithm(),
+                keys,
+                list(&self.jwt_issuer, "JWT_ISSUER")?,
+                list(&self.jwt_audience, "JWT_AUDIENCE")?,
+                claim.to_owned(),
+                self.jwt_require_exp,
+                self.jwt_leeway_secs,
+                max_user_chars,
+            )
+            .with_budget_claim(budget_claim),
+        ))
     }
 }
 

@@ -3,6 +3,7 @@
 //! on the public internet and generous for a person; load tests raise them (a limit of
 //! 0 turns a per-minute or per-user limit off).
 
+use crate::limits::budget::Budget;
 use crate::limits::rest::RateKey;
 use clap::{Args, ValueEnum};
 use shared::backend::Rate;
@@ -83,6 +84,18 @@ pub struct ProtectionSettings {
     #[arg(long, env = "MAX_SESSIONS_PER_USER", default_value_t = 100)]
     pub max_sessions_per_user: u32,
 
+    /// LLM tokens (prompt + completion) one user, or one client address without a
+    /// token, may spend per UTC day, over every pod; past it a message gets
+    /// `budget_exceeded` until the day ends. Unset: no daily budget.
+    #[arg(long, env = "BUDGET_TOKENS_PER_DAY",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub budget_tokens_per_day: Option<u64>,
+
+    /// The same per minute (a brake on bursts of spending). Unset: none.
+    #[arg(long, env = "BUDGET_TOKENS_PER_MINUTE",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub budget_tokens_per_minute: Option<u64>,
+
     /// Comma-separated addresses or CIDRs of reverse proxies whose forwarding header is
     /// believed (e.g. `10.0.0.0/8,127.0.0.1`). Unset: no proxy is trusted and the
     /// client address is the peer's.
@@ -108,6 +121,14 @@ pub struct ProtectionSettings {
 }
 
 impl ProtectionSettings {
+    /// The configured token budget (before a token's own claim).
+    pub fn budget(&self) -> Budget {
+        Budget {
+            per_day: self.budget_tokens_per_day,
+            per_minute: self.budget_tokens_per_minute,
+        }
+    }
+
     /// The cross-pod message rate of a caller (`MESSAGES_PER_MINUTE_PER_USER` or
     /// `..._PER_ADDRESS`); `None`: no limit.
     pub fn message_rate(&self, caller: &RateKey) -> Option<Rate> {

@@ -42,6 +42,7 @@ pub async fn api_info() -> Json<ApiInfo> {
         ("session_messages", "GET /api/session/{session_id}/messages"),
         ("cancel_generation", "POST /api/session/{session_id}/cancel"),
         ("delete_session", "DELETE /api/session/{session_id}"),
+        ("usage", "GET /api/usage"),
         ("websocket", "WS /ws/{session_id}"),
         ("websocket_new_session", "WS /ws"),
         ("demo", "GET /demo"),

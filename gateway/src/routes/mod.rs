@@ -5,3 +5,4 @@ pub mod info;
 pub mod metrics;
 pub mod ownership;
 pub mod sessions;
+pub mod usage;

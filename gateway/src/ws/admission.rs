@@ -11,7 +11,7 @@
 use super::token::SocketAuth;
 use super::{Refusal, close};
 use crate::auth::caller::Authn;
-use crate::auth::jwt::AuthError;
+use crate::auth::jwt::{AuthError, ClaimedBudget};
 use crate::limits::client_ip::ClientAddr;
 use crate::limits::rest::RateKey;
 use crate::limits::sockets::{Admission, SlotRefusal, socket_scope};
@@ -58,6 +58,14 @@ impl Gate {
 
     pub fn authn(&self) -> &Authn {
         &self.authn
+    }
+
+    /// The token budget the token itself carries (`JWT_BUDGET_CLAIM`), if any.
+    pub fn claimed_budget(&self) -> Option<&ClaimedBudget> {
+        match &self.authn {
+            Authn::Verified(identity) => identity.budget.as_ref(),
+            _ => None,
+        }
     }
 
     /// Whom the socket's messages count against: the token's user, else the address.

@@ -12,6 +12,7 @@ pub mod token;
 
 use crate::auth::caller::{Authn, BEARER_PROTOCOL, Caller};
 use crate::error::ErrorBody;
+use crate::limits::budget::Budget;
 use crate::limits::client_ip::ClientAddr;
 use crate::limits::rest::RateKey;
 use crate::limits::sockets::{Admission, session_scope};
@@ -187,6 +188,8 @@ pub struct SocketStart {
     pub auth: SocketAuth,
     /// Whom its messages count against across pods (the user, else the address).
     pub payer: RateKey,
+    /// The payer's token budget (`limits::budget`).
+    pub budget: Budget,
 }
 
 /// Why a socket is refused right after the upgrade.
@@ -357,6 +360,7 @@ async fn prepare(
         resume_from,
         auth,
         payer: gate.payer(),
+        budget: state.security.budget.for_caller(gate.claimed_budget()),
     };
     Ok((start, admission))
 }

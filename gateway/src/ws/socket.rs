@@ -10,6 +10,7 @@
 use super::budget::{FrameBudget, Verdict};
 use super::hub::{Attachment, Outbound};
 use super::{SocketStart, close};
+use crate::limits::budget::{self, Budget};
 use crate::limits::rest::RateKey;
 use crate::limits::shared_rate::{self, Limit};
 use crate::state::AppState;
@@ -68,6 +69,8 @@ struct Connection {
     auth: super::token::SocketAuth,
     /// Whom its messages count against across pods.
     payer: RateKey,
+    /// `payer`'s token budget; checked before each message is queued.
+    budget: Budget,
     /// `payer`'s message rate across pods (`MESSAGES_PER_MINUTE_PER_USER` or
     /// `..._PER_ADDRESS`); `None`: unlimited.
     shared_rate: Option<Rate>,
@@ -92,6 +95,7 @@ pub async fn run(state: AppState, socket: WebSocket, start: SocketStart) {
         last_heard: Instant::now(),
         auth: start.auth.clone(),
         payer: start.payer.clone(),
+        budget: start.budget,
         shared_rate: state.security.settings.message_rate(&start.payer),
         socket,
         state: state.clone(),
@@ -413,6 +417,42 @@ impl Connection {
                     Some(wait.as_millis().max(1) as u64),
                 )
                 .await;
+        }
+        if !self.budget.is_unlimited() {
+            // Before the message is queued, so a refused one never reaches the model.
+            let checked = budget::check(&self.state.backend, &self.payer, self.budget).await;
+            let charged = match checked {
+                Ok(Some(exceeded)) => {
+                    rejected(ErrorCode::BudgetExceeded);
+                    return self
+                        .reply_error(
+                            ErrorCode::BudgetExceeded,
+                            &exceeded.message(),
+                            Some(exceeded.retry_after_ms()),
+                        )
+                        .await;
+                }
+                Ok(None) => {
+                    let scope = budget::scope(&self.payer);
+                    self.state
+                        .backend
+                        .set_charge(&self.session_id, &scope)
+                        .await
+                }
+                Err(error) => Err(error),
+            };
+            if let Err(error) = charged {
+                // Budgets guard the bill: without the store, refuse rather than guess.
+                tracing::error!(%error, "could not check a token budget");
+                rejected(ErrorCode::Unavailable);
+                return self
+                    .reply_error(
+                        ErrorCode::Unavailable,
+                        "The message could not be accepted right now; please resend it.",
+                        None,
+                    )
+                    .await;
+            }
         }
         let max_pending = limits.max_pending_messages;
         let message = StoredMessage::user(text);

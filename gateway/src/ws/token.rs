@@ -110,6 +110,7 @@ mod tests {
     fn identity(expires_at_ms: Option<u64>) -> Identity {
         Identity {
             user: UserId::new("a"),
+            budget: None,
             expires_at_ms,
         }
     }

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod browser;
+mod budgets;
 mod helpers;
 mod limits_shared;
 mod llm_compat;

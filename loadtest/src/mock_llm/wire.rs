@@ -84,6 +84,10 @@ impl ChatRequest {
         if let Some(tools) = &self.tools {
             record["tools"] = json!(tools);
         }
+        // So a test can tell the client asked for the usage it then charges.
+        if self.include_usage() {
+            record["stream_options"] = json!({"include_usage": true});
+        }
         record
     }
 }

@@ -96,6 +96,9 @@ impl Llm {
                     temperature: model.temperature,
                     tools,
                     tool_choice,
+                    stream_options: Some(wire::StreamOptions {
+                        include_usage: true,
+                    }),
                 };
                 let chunks = model
                     .client

@@ -36,6 +36,16 @@ pub struct ChatRequest {
     /// `"auto"`, `"none"`, `"required"` or `{"type":"function","function":{"name":..}}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<Value>,
+    /// `{"include_usage": true}`: the stream ends with the turn's token `usage` (OpenAI's
+    /// way; servers that do not know it ignore it), which budgets are charged from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+}
+
+/// Options of a streamed request.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct StreamOptions {
+    pub include_usage: bool,
 }
 
 /// One message of the conversation sent to the model.
@@ -362,6 +372,9 @@ mod tests {
             temperature: None,
             tools: vec![Tool::function("search", None, json!({"type":"object"}))],
             tool_choice: Some(json!("auto")),
+            stream_options: Some(StreamOptions {
+                include_usage: true,
+            }),
         };
         assert_eq!(
             serde_json::to_value(&request).unwrap(),
@@ -376,7 +389,8 @@ mod tests {
                     {"role":"assistant","content":"done"}
                 ],
                 "tools":[{"type":"function","function":{"name":"search","parameters":{"type":"object"}}}],
-                "tool_choice":"auto"
+                "tool_choice":"auto",
+                "stream_options":{"include_usage":true}
             })
         );
     }
