@@ -132,6 +132,8 @@ export class PipecatChatClient extends Emitter {
   #lastHeard = 0;
   /** The error a socket was refused with (sent before its close, never `connected`). */
   #refusal: ChatError | undefined;
+  /** Events held while the history is read after a gap, so answers stay in order. */
+  #holding: ServerEvent[] | undefined;
   #firstConnect: { resolve: () => void; reject: (error: Error) => void; tried: number } | undefined;
 
   constructor(baseUrl: string, options: ClientOptions = {}) {
@@ -289,6 +291,7 @@ export class PipecatChatClient extends Emitter {
       return;
     }
     this.ws = socket;
+    this.#holding = undefined;
     this.#socketFresh = this.#cursor === undefined;
     this.#eventsOnSocket = 0;
     const connectTimeout = this.#later(this.#options.connectTimeoutMs ?? 10_000, () => {
@@ -461,6 +464,10 @@ export class PipecatChatClient extends Emitter {
       this.#onReply(event);
       return;
     }
+    if (this.#holding) {
+      this.#holding.push(event);
+      return;
+    }
     // A fresh socket first gets the answer in progress from its start (seqs at most
     // `connected.last_seq`): its first event sets where this client is.
     if (this.#socketFresh && this.#eventsOnSocket === 0 && seq <= this.#replayUntil) {
@@ -485,7 +492,16 @@ export class PipecatChatClient extends Emitter {
     this.#scheduleRefresh();
     const first = !this.#everConnected;
     this.#everConnected = true;
-    if (event.recovered === false) void this.#resync();
+    if (event.recovered === false) {
+      // What the history says comes first, then the events retained after the gap.
+      this.#holding = [];
+      const generation = this.#generation;
+      void this.#resync().finally(() => {
+        const held = this.#holding ?? [];
+        this.#holding = undefined;
+        if (generation === this.#generation) for (const e of held) this.#onEvent(e);
+      });
+    }
     // Messages never acknowledged are sent again: the gateway answers each
     // `client_message_id` once, so one that did arrive is not answered twice.
     for (const pending of this.#pending) {

@@ -47,6 +47,24 @@ test('SIGKILL of the gateway holding the socket mid-answer: the answer completes
   t.diagnostic(`reconnects ${log.reconnects}`);
 });
 
+test('SIGKILL of the worker mid-answer: the chunks start over after `restarted` and the answer is emitted once', async () => {
+  const client = new PipecatChatClient(cluster.gateways[0].url, fast);
+  const log = record(client);
+  await client.createSession('worker-kill-test');
+  await client.connect();
+  client.sendMessage('survive a worker');
+  await log.waitChunks(5);
+  const [worker] = cluster.workers.splice(0, 1);
+  worker.kill('SIGKILL');
+  cluster.addWorker();
+  await log.waitMessages(1, 60000);
+  await sleep(300);
+  assert.ok(log.events.some((e) => e.kind === 'restarted'), 'the answer was restarted');
+  assert.equal(log.messages.length, 1, 'answered once');
+  assertWhole(assert, log, log.messages[0], mockReply(1, 'survive a worker', 0, TOKENS));
+  client.close();
+});
+
 test('Redis restart mid-answer: the answer completes once, whole', async () => {
   const client = new PipecatChatClient(cluster.gateways[0].url, fast);
   const log = record(client);
