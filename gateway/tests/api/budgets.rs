@@ -207,3 +207,31 @@ async fn without_a_budget_usage_lists_no_window() {
     assert_eq!(status, 200);
     assert_eq!(body, serde_json::json!({"windows": []}));
 }
+
+/// A model that reports no usage (the built-in demo model) still spends the budget:
+/// the worker counts the tokens itself, and `complete` claims no figure it was not
+/// given. The refusal shows in the metrics by outcome.
+#[tokio::test]
+async fn tokens_are_counted_when_the_provider_reports_none() {
+    let env = TestEnv::builder(Mode::Embedded)
+        .settings(|s| {
+            s.llm.openai_base_url = None;
+            s.protection.budget_tokens_per_day = Some(BUDGET);
+        })
+        .start()
+        .await;
+    let gw = env.gw();
+    let (_, mut socket) = gw.open_session().await;
+    let complete = answered(&mut socket, "hello there budget").await;
+    assert!(complete.get("usage").is_none(), "{complete}");
+    let (_, report) = gw.get("/api/usage").await;
+    let used = day(&report)["used"].as_u64().expect("used");
+    assert!(used > BUDGET, "{report}");
+    refused(&mut socket, "one more").await;
+    let metrics = send(gw.http.get(gw.url("/metrics"))).await.body;
+    let metrics = metrics.as_str().expect("Prometheus text");
+    assert!(
+        metrics.contains(r#"chat_limit_checks_total{limit="budget",outcome="refused"}"#),
+        "{metrics}"
+    );
+}
