@@ -33,6 +33,9 @@ pub(crate) struct Directives {
     pub slow_ms: Option<u64>,
     /// `first=MS`: delay before the first token for this request.
     pub first_ms: Option<u64>,
+    /// `pieces=N`: stream the same text as N content deltas (consecutive tokens
+    /// joined), so a benchmark can vary the deltas per answer and keep the bytes.
+    pub pieces: Option<usize>,
     /// `tool=NAME` (repeatable): answer with calls to these tools, in order.
     pub tools: Vec<String>,
     /// `tool_rounds=N`: call the tools in each of the first N model turns after the
@@ -79,6 +82,7 @@ impl Directives {
             ("cut", Some(v)) => self.cut = number(item, v),
             ("slow", Some(v)) => self.slow_ms = number(item, v),
             ("first", Some(v)) => self.first_ms = number(item, v),
+            ("pieces", Some(v)) => self.pieces = number(item, v).filter(|n| *n > 0),
             ("tool", Some(name)) if !name.is_empty() => self.tools.push(name.to_owned()),
             ("tool_rounds", Some(v)) => self.tool_rounds = number(item, v),
             ("bad_args", None) => self.bad_args = true,
@@ -147,7 +151,7 @@ mod tests {
     fn reads_each_directive() {
         let d = Directives::parse(
             "[mock:status=429 retry_after=3 quota] hi [mock:hang][mock:cut=2] \
-             [mock:slow=15][mock:first=40][mock:tool=search][mock:tool=weather] \
+             [mock:slow=15][mock:first=40 pieces=4][mock:tool=search][mock:tool=weather] \
              [mock:deviate=crlf deviate=bare deviate=crlf][mock:tool_rounds=3 bad_args arg=exam]",
         );
         let mut deviations = Deviations::default();
@@ -163,6 +167,7 @@ mod tests {
                 cut: Some(2),
                 slow_ms: Some(15),
                 first_ms: Some(40),
+                pieces: Some(4),
                 tools: vec!["search".into(), "weather".into()],
                 tool_rounds: Some(3),
                 bad_args: true,
@@ -174,7 +179,9 @@ mod tests {
 
     #[test]
     fn bad_values_and_unknown_keys_are_ignored() {
-        let d = Directives::parse("[mock:status=abc cut=-1 status=42 bogus tool= deviate=odd]");
+        let d = Directives::parse(
+            "[mock:status=abc cut=-1 status=42 bogus tool= deviate=odd pieces=0]",
+        );
         assert!(d.is_empty(), "{d:?}");
     }
 

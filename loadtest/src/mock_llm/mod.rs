@@ -15,6 +15,7 @@
 //! | `[mock:hang]` | never answers (until the client leaves or the server stops) |
 //! | `[mock:cut=N]` | streams N content deltas, then drops the connection |
 //! | `[mock:slow=MS]`, `[mock:first=MS]` | per-token / first-token delay for this request |
+//! | `[mock:pieces=N]` | the same text streamed as N content deltas (tokens joined) |
 //! | `[mock:tool=NAME]` (repeatable) | calls tool NAME with `{"query": "<message>"}`, if the request has `tools` and no tool result follows the message; several are parallel calls of one turn, arguments streamed in three pieces |
 //! | `[mock:tool_rounds=N]` | ... in each of the first N turns after the message (then answers from the results) |
 //! | `[mock:bad_args]` | ... with arguments that are not valid JSON |

@@ -33,6 +33,20 @@ pub fn reply_tokens(messages: &[Value], tokens: usize) -> Vec<String> {
     tokenize(&base_text(messages), tokens)
 }
 
+/// `tokens` joined into `pieces` consecutive groups whose sizes differ by at most
+/// one (unchanged when there are no more tokens than pieces); the concatenation
+/// stays the same.
+pub(crate) fn regroup(tokens: Vec<String>, pieces: usize) -> Vec<String> {
+    if pieces == 0 || tokens.len() <= pieces {
+        return tokens;
+    }
+    let (per, extra) = (tokens.len() / pieces, tokens.len() % pieces);
+    let mut tokens = tokens.into_iter();
+    (0..pieces)
+        .map(|i| tokens.by_ref().take(per + usize::from(i < extra)).collect())
+        .collect()
+}
+
 fn base_text(messages: &[Value]) -> String {
     let results = conversation::latest_tool_results(messages);
     if !results.is_empty() {
@@ -109,6 +123,25 @@ mod tests {
             reply_text(&messages, 16),
             "Reply 1 to \"Hello there\" after 0 earlier user and 0 assistant messages. w1 w2 w3"
         );
+    }
+
+    #[test]
+    fn tokens_regroup_into_pieces_with_the_same_text() {
+        let tokens = reply_tokens(&[user("Hello there")], 16);
+        let four = regroup(tokens.clone(), 4);
+        assert_eq!(four.len(), 4);
+        assert_eq!(four.concat(), tokens.concat());
+        assert_eq!(four[0], "Reply 1 to \"Hello");
+        assert_eq!(regroup(tokens.clone(), 1), [tokens.concat()]);
+        assert_eq!(
+            regroup(tokens.clone(), 5)
+                .iter()
+                .map(String::len)
+                .filter(|l| *l > 0)
+                .count(),
+            5
+        );
+        assert_eq!(regroup(tokens.clone(), 40), tokens);
     }
 
     #[test]

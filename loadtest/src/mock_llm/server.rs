@@ -31,7 +31,7 @@ use super::conversation;
 use super::deviation::Deviation;
 use super::directives::Directives;
 use super::error::ApiError;
-use super::reply::{last_user_query, reply_tokens};
+use super::reply::{last_user_query, regroup, reply_tokens};
 use super::settings::MockSettings;
 use super::sse::{self, StreamPlan};
 use super::state::{AppState, Shutdown, unix_now};
@@ -190,7 +190,11 @@ fn answer(state: &AppState, request: &ChatRequest, directives: &Directives) -> A
         && request.has_tools()
         && conversation::tool_turns_since_user(&request.messages) < rounds;
     if !wants_tools {
-        return Answer::Text(reply_tokens(&request.messages, state.settings().tokens));
+        let tokens = reply_tokens(&request.messages, state.settings().tokens);
+        return Answer::Text(match directives.pieces {
+            Some(pieces) => regroup(tokens, pieces),
+            None => tokens,
+        });
     }
     let query = last_user_query(&request.messages);
     Answer::ToolCalls(
