@@ -198,7 +198,7 @@ pub fn socket_url(base: &str, id: &str, query: &[(&str, &str)]) -> String {
 }
 
 /// Reads up to the `connected` greeting; returns its `last_seq`.
-async fn wait_connected(ws: &mut Ws) -> Result<u64, ConnectError> {
+pub(super) async fn wait_connected(ws: &mut Ws) -> Result<u64, ConnectError> {
     let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
     loop {
         let frame = tokio::time::timeout_at(deadline, ws.next())

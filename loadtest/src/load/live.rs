@@ -18,6 +18,8 @@ pub struct Live {
     pub bytes: AtomicU64,
     pub errors: AtomicU64,
     pub sessions_done: AtomicU64,
+    /// Chunk events received by watcher sockets (`--watchers`).
+    pub watched: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -30,6 +32,7 @@ pub struct Snapshot {
     pub events: u64,
     pub bytes: u64,
     pub errors: u64,
+    pub watched: u64,
 }
 
 impl Live {
@@ -50,6 +53,7 @@ impl Live {
             events: Self::get(&self.events),
             bytes: Self::get(&self.bytes),
             errors: Self::get(&self.errors),
+            watched: Self::get(&self.watched),
         }
     }
 }
@@ -65,6 +69,7 @@ impl Snapshot {
             events: self.events.saturating_sub(earlier.events),
             bytes: self.bytes.saturating_sub(earlier.bytes),
             errors: self.errors.saturating_sub(earlier.errors),
+            watched: self.watched.saturating_sub(earlier.watched),
         }
     }
 }

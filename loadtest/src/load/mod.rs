@@ -15,6 +15,7 @@
 //! - [`stats`]: per-message latencies (HDR histograms) and outcomes.
 //! - `live`: counters for the progress bar, the timeline and the measured window.
 //! - `progress`: the indicatif bar. [`report`]: table, JSON, HTML.
+//! - `watchers`: extra read-only sockets per session (`--watchers`), for fan-out.
 //! - [`procfs`]: RSS and CPU of other processes. [`tap`]: the plain Redis subscriber
 //!   that added latency is measured against.
 //! - [`bench`]: the benchmark driver (`loadtest bench`).
@@ -36,6 +37,7 @@ pub mod settings;
 pub mod stats;
 mod stream;
 pub mod tap;
+mod watchers;
 
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
@@ -288,6 +290,7 @@ fn window_of(delta: &Snapshot, start_secs: f64, secs: f64) -> Window {
         chunks_per_sec: delta.chunks as f64 / secs,
         messages_per_sec: delta.messages_done as f64 / secs,
         events_per_sec: delta.events as f64 / secs,
+        watched_chunks: delta.watched,
     }
 }
 

@@ -130,10 +130,11 @@ pub async fn run(ctx: Arc<Ctx>, index: usize, t0: Instant) -> SessionResult {
         let at = t0 + Duration::from_secs_f64(index as f64 / ctx.settings.ramp);
         tokio::time::sleep_until(at.into()).await;
     }
+    let mut watchers = Vec::new();
     let opened = if ctx.settings.mode == Mode::Llm {
         None
     } else {
-        match open(&ctx, index).await {
+        match open(&ctx, index, &mut watchers).await {
             Ok(opened) => Some(opened),
             Err(error) => {
                 tracing::debug!(index, code = error.code, detail = %error.detail, "connect failed");
@@ -183,8 +184,17 @@ pub async fn run(ctx: Arc<Ctx>, index: usize, t0: Instant) -> SessionResult {
             close(ws).await;
         }
         (Mode::Stream | Mode::Simple, Some(opened)) => {
+            let (sender_done, watching) = watch::channel(false);
+            let watchers = super::watchers::spawn(ctx.clone(), watchers, watching);
             let mut ws = opened.ws;
             stream::drive(&ctx, index, &mut ws, opened.last_seq, &mut result).await;
+            let _ = sender_done.send(true);
+            for watcher in watchers {
+                match watcher.await {
+                    Ok(stats) => result.stats.merge(&stats),
+                    Err(_) => result.stats.error("task_panic"),
+                }
+            }
             done();
             close(ws).await;
         }
@@ -204,7 +214,12 @@ pub async fn run(ctx: Arc<Ctx>, index: usize, t0: Instant) -> SessionResult {
     result
 }
 
-async fn open(ctx: &Ctx, index: usize) -> Result<Opened, ConnectError> {
+/// Opens the session's socket and, with `--watchers`, its read-only ones.
+async fn open(
+    ctx: &Ctx,
+    index: usize,
+    watchers: &mut Vec<(Ws, u64)>,
+) -> Result<Opened, ConnectError> {
     let _slot = ctx
         .connect_slots
         .acquire()
@@ -221,6 +236,13 @@ async fn open(ctx: &Ctx, index: usize) -> Result<Opened, ConnectError> {
     })?;
     let token = token.as_deref();
     match ctx.settings.mode {
+        Mode::Stream if ctx.settings.watchers > 0 => {
+            let opened = ctx.connector.open_stream(url, &user, token).await?;
+            *watchers =
+                super::watchers::open(ctx, url, &opened.session_id, token, ctx.settings.watchers)
+                    .await?;
+            Ok(opened)
+        }
         Mode::Stream | Mode::Idle | Mode::Accept => {
             ctx.connector.open_stream(url, &user, token).await
         }

@@ -168,6 +168,12 @@ pub struct RunSettings {
     #[arg(long)]
     pub strict: bool,
 
+    /// Stream mode: this many more sockets on every session, opened after its own,
+    /// that only read (each checks `seq` and counts the chunks it gets): one
+    /// conversation on many screens.
+    #[arg(long, default_value_t = 0)]
+    pub watchers: usize,
+
     /// Read buffer of each client socket, in bytes.
     #[arg(long, default_value_t = 4096)]
     pub ws_buffer_bytes: usize,
@@ -219,6 +225,10 @@ impl RunSettings {
                 "--messages 0 needs --duration"
             );
         }
+        anyhow::ensure!(
+            self.watchers == 0 || self.mode == Mode::Stream,
+            "--watchers needs --mode stream"
+        );
         if self.mode == Mode::Accept {
             anyhow::ensure!(self.messages > 0, "accept mode needs --messages > 0");
         }

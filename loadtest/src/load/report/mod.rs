@@ -119,6 +119,8 @@ pub struct Window {
     pub chunks_per_sec: f64,
     pub messages_per_sec: f64,
     pub events_per_sec: f64,
+    /// Chunk events received by watcher sockets (`--watchers`).
+    pub watched_chunks: u64,
 }
 
 /// One sampled process.
@@ -343,6 +345,7 @@ pub(crate) mod tests {
                 chunks_per_sec: 6.0,
                 messages_per_sec: 2.0,
                 events_per_sec: 12.0,
+                watched_chunks: 0,
             },
             processes: vec![ProcReport::new(
                 "gateway".into(),
