@@ -18,7 +18,8 @@ done
 
 cargo build --release --locked --bins -p gateway -p worker -p loadtest
 
-# 5 000 idle sessions need two descriptors each (client and server side) plus Redis's.
+# 20 000 idle sessions need a descriptor each in the load generator and in the gateway
+# (or the echo), plus spares; where the hard limit is lower the benchmark uses fewer.
 hard="$(ulimit -Hn)"
 want=30000
 if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then want="$hard"; fi

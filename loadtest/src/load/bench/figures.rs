@@ -1,6 +1,9 @@
 //! The figures. Each function starts what it needs, alternates baseline and system
 //! runs `--repeat` times and returns the figure(s) with medians and every run's value.
 
+mod cost;
+mod fanout;
+
 use std::sync::{Arc, Mutex};
 
 use super::procs::{Bins, Proc, Redis};
@@ -68,7 +71,7 @@ impl Bench {
                 "`mock-llm --tokens {TOKENS}` (figures 1, 2, 5-8) and `mock-llm --tokens 20` (figure 3), no delays unless a message asks (`[mock:first=..]`, `[mock:slow=..]`)."
             ),
             format!(
-                "Gateway and worker: release builds, one of each per figure on its own `KEY_PREFIX`, `RUN_WORKER=false`, `RUST_LOG=warn`, `WS_MESSAGES_PER_MINUTE=WS_MESSAGE_BURST=1000000`, `MAX_PENDING_MESSAGES=100000`, `WORKER_CONCURRENCY=4096`, per-address and per-user limits off (`RATE_LIMIT_PER_MINUTE=CREATE_SESSION_PER_MINUTE=MESSAGES_PER_MINUTE_PER_USER=MESSAGES_PER_MINUTE_PER_ADDRESS=MAX_SOCKETS_PER_USER=MAX_SESSIONS_PER_USER=0`, `MAX_CONNECTIONS=100000`){}.",
+                "Gateway and worker: release builds, one of each per figure on its own `KEY_PREFIX`, `RUN_WORKER=false`, `RUST_LOG=warn`, `WS_MESSAGES_PER_MINUTE=WS_MESSAGE_BURST=1000000`, `MAX_PENDING_MESSAGES=100000`, `WORKER_CONCURRENCY=4096`, per-address and per-user limits off (`RATE_LIMIT_PER_MINUTE=CREATE_SESSION_PER_MINUTE=MESSAGES_PER_MINUTE_PER_USER=MESSAGES_PER_MINUTE_PER_ADDRESS=MAX_SOCKETS_PER_USER=MAX_SESSIONS_PER_USER=0`, `MAX_CONNECTIONS=100000`), `AUTO_CREATE_SESSIONS=true` (the simple client's socket names its own session){}.",
                 if self.authenticated {
                     ", `JWT_SECRET` set (every session authenticated with its own HS256 token)"
                 } else {
@@ -108,6 +111,8 @@ impl Bench {
             ("MAX_SESSIONS_PER_USER", "0".to_owned()),
             ("MAX_CONNECTIONS", "100000".to_owned()),
             ("CHUNK_COALESCE_MS", coalesce_ms.to_string()),
+            // The simple client opens a socket on an id of its own (figure 9).
+            ("AUTO_CREATE_SESSIONS", "true".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

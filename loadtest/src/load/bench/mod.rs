@@ -11,7 +11,9 @@
 //!
 //! - `procs`: the processes and the free ports they use.
 //! - `redis_bench`: `redis-benchmark` baselines and Redis command counts.
-//! - `figures`: one function per figure (or group sharing runs).
+//! - `figures`: one function per figure (or group sharing runs); `figures::cost`
+//!   holds CPU per answered message against the floor client (9-11),
+//!   `figures::fanout` one session on many sockets (12).
 //! - `markdown`: the results as Markdown, written into `BENCHMARKS.md` between
 //!   markers so the hand-written parts (profiles, before/after) stay.
 
@@ -48,7 +50,7 @@ pub struct BenchSettings {
     pub seconds: f64,
 
     /// Idle sessions for the memory figure.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 20000)]
     pub idle_sessions: usize,
 
     /// Only these figures (comma-separated numbers, e.g. `1,6,8`).
@@ -114,9 +116,11 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<()> {
     bins.check()?;
     let limit = procs::open_files_limit().unwrap_or(1024);
     let mut settings = settings;
-    let needed = settings.idle_sessions as u64 * 2 + 2000;
+    // Each side of the idle sockets is in its own process (this one holds the
+    // clients, the gateway or echo the servers), all under the same limit.
+    let needed = settings.idle_sessions as u64 + 1000;
     if limit < needed {
-        let fit = (limit.saturating_sub(2000) / 2) as usize;
+        let fit = limit.saturating_sub(1000) as usize;
         eprintln!(
             "bench: open-file limit {limit} is too low for {} idle sessions (raise `ulimit -n`); using {fit}",
             settings.idle_sessions
@@ -140,6 +144,12 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<()> {
     }
     if settings.wants(7) {
         figures.push(bench.commands().await?);
+    }
+    if settings.wants(9) || settings.wants(10) || settings.wants(11) {
+        figures.extend(bench.cost().await?);
+    }
+    if settings.wants(12) {
+        figures.push(bench.fanout().await?);
     }
     figures.sort_by_key(|f| f.number);
     figures.retain(|f| settings.wants(f.number));

@@ -153,7 +153,7 @@ impl Drop for CommandCount {
 
 /// Sum of `calls=` over `INFO commandstats`, leaving out the measurement's own
 /// commands (`CONFIG RESETSTAT`, `MONITOR`, `INFO`).
-fn sum_commandstats(info: &str) -> u64 {
+pub(super) fn sum_commandstats(info: &str) -> u64 {
     info.lines()
         .filter_map(|line| {
             let rest = line.strip_prefix("cmdstat_")?;
