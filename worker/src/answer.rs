@@ -512,28 +512,42 @@ impl Answerer {
         let mut sent = String::new();
         let mut pending: Vec<String> = Vec::new();
         let coalesce = self.consumer.coalesce();
-        let mut flush_at: Option<Instant> = None;
+        // One cancel waiter and two timers for the whole stream, reset when their
+        // deadline moves: made anew for every token, they were a timer-wheel insert
+        // and removal and a waiter registration per token.
+        let cancelled_fut = cancel.cancelled();
+        tokio::pin!(cancelled_fut);
+        let deadline_timer = tokio::time::sleep_until(first_deadline.min(total_deadline));
+        tokio::pin!(deadline_timer);
+        let flush_timer = tokio::time::sleep_until(total_deadline);
+        tokio::pin!(flush_timer);
+        let mut flush_armed = false;
         loop {
             let deadline = if sent.is_empty() && pending.is_empty() {
                 first_deadline.min(total_deadline)
             } else {
                 total_deadline
             };
+            if deadline_timer.deadline() != deadline {
+                deadline_timer.as_mut().reset(deadline);
+            }
+            // Biased: a due flush goes out before more tokens are read, and a token
+            // that is ready when the deadline passes still counts (as with a timeout
+            // around the read).
             tokio::select! {
-                _ = cancel.cancelled() => {
+                biased;
+                _ = &mut cancelled_fut => {
                     return Ok(cancelled(sent));
                 }
-                item = tokio::time::timeout_at(deadline, stream.next()) => match item {
-                    Err(_) => {
-                        if self.flush(session, work, &mut pending, &mut sent).await?.is_err() {
-                            return Ok(cancelled(sent));
-                        }
-                        // Only a silent start is worth another try; a slow answer is not.
-                        let retryable = sent.is_empty();
-                        return Ok(broken(sent, timeout_failure(), retryable));
+                _ = &mut flush_timer, if flush_armed => {
+                    if self.flush(session, work, &mut pending, &mut sent).await?.is_err() {
+                        return Ok(cancelled(sent));
                     }
-                    Ok(None) => break,
-                    Ok(Some(items)) => {
+                    flush_armed = false;
+                }
+                item = stream.next() => match item {
+                    None => break,
+                    Some(items) => {
                         if std::mem::take(&mut first_token) {
                             let waited = started.elapsed();
                             metrics::llm_first_token(waited);
@@ -565,17 +579,20 @@ impl Answerer {
                             if self.flush(session, work, &mut pending, &mut sent).await?.is_err() {
                                 return Ok(cancelled(sent));
                             }
-                            flush_at = None;
-                        } else if flush_at.is_none() {
-                            flush_at = Some(Instant::now() + coalesce);
+                            flush_armed = false;
+                        } else if !flush_armed {
+                            flush_timer.as_mut().reset(Instant::now() + coalesce);
+                            flush_armed = true;
                         }
                     }
                 },
-                _ = sleep_until_opt(flush_at) => {
+                () = &mut deadline_timer => {
                     if self.flush(session, work, &mut pending, &mut sent).await?.is_err() {
                         return Ok(cancelled(sent));
                     }
-                    flush_at = None;
+                    // Only a silent start is worth another try; a slow answer is not.
+                    let retryable = sent.is_empty();
+                    return Ok(broken(sent, timeout_failure(), retryable));
                 }
             }
         }
@@ -686,13 +703,6 @@ fn broken(text: String, finish: Finish, retryable: bool) -> Streamed {
         text,
         finish,
         retryable,
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
