@@ -26,7 +26,8 @@ use crate::prompt::PromptMessage;
 use crate::settings::LlmSettings;
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
-use wire::{ChatRequest, Chunk};
+use futures_util::StreamExt;
+use wire::{ChatRequest, Chunk, RawChunk};
 
 /// An OpenAI-compatible endpoint and how to ask it.
 #[derive(Clone)]
@@ -100,11 +101,23 @@ impl Llm {
                         include_usage: true,
                     }),
                 };
-                let chunks = model
+                let raw = model
                     .client
                     .chat()
-                    .create_stream_byot::<_, Chunk>(request)
+                    .create_stream_byot::<_, RawChunk>(request)
                     .await?;
+                // A well-formed event that is no chunk fails as async-openai's own
+                // reading would have: a deserialisation error carrying the event.
+                let chunks = raw.map(|event| {
+                    event.and_then(|raw| {
+                        Chunk::read(raw.get()).map_err(|error| {
+                            async_openai::error::OpenAIError::JSONDeserialize(
+                                error,
+                                raw.get().to_owned(),
+                            )
+                        })
+                    })
+                });
                 Ok(events::events(chunks))
             }
         }

@@ -10,6 +10,12 @@
 //! vendor extras) are ignored, and a value of the wrong type counts as absent rather
 //! than failing the chunk.
 //!
+//! Reading every field leniently costs a `serde_json::Value` per field, and the
+//! chunks of a stream nearly always have the plain shape, so [`Chunk::read`] first
+//! reads that shape in one typed pass and only falls back to the lenient reading
+//! when the typed pass fails; both give the same chunk wherever the typed pass
+//! succeeds.
+//!
 //! The request type is the subset of the API the worker sends, including `tools`,
 //! `tool_choice` and the messages of a tool exchange (an assistant message carrying
 //! `tool_calls`, then `tool` messages with the results).
@@ -167,6 +173,131 @@ pub struct Chunk {
     pub error: Option<Value>,
 }
 
+/// A streamed event's JSON as sent: what async-openai hands over, read by
+/// [`Chunk::read`].
+pub type RawChunk = Box<serde_json::value::RawValue>;
+
+impl Chunk {
+    /// Reads one event's JSON: the plain shape in one typed pass, anything else
+    /// (a field of another type, `null` lists, numeric ids) leniently.
+    pub fn read(json: &str) -> Result<Chunk, serde_json::Error> {
+        match serde_json::from_str::<plain::Chunk>(json) {
+            Ok(chunk) => Ok(chunk.into()),
+            Err(_) => serde_json::from_str(json),
+        }
+    }
+}
+
+/// The plain shape of a chunk, typed: every field optional, no lenient reading. A
+/// value the typed pass accepts is one the lenient reading takes the same way.
+mod plain {
+    use serde::Deserialize;
+    use serde_json::Value;
+
+    #[derive(Deserialize)]
+    pub struct Chunk {
+        #[serde(default)]
+        choices: Option<Vec<Choice>>,
+        #[serde(default)]
+        usage: Option<Usage>,
+        #[serde(default)]
+        error: Option<Value>,
+    }
+
+    #[derive(Deserialize)]
+    struct Choice {
+        #[serde(default)]
+        index: Option<u32>,
+        #[serde(default, alias = "message")]
+        delta: Option<Delta>,
+        #[serde(default)]
+        finish_reason: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    struct Delta {
+        #[serde(default)]
+        content: Option<String>,
+        #[serde(default)]
+        tool_calls: Option<Vec<ToolCallDelta>>,
+    }
+
+    #[derive(Deserialize)]
+    struct ToolCallDelta {
+        #[serde(default)]
+        index: Option<u32>,
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        function: Option<FunctionDelta>,
+    }
+
+    #[derive(Deserialize)]
+    struct FunctionDelta {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        arguments: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    struct Usage {
+        #[serde(default)]
+        prompt_tokens: Option<u64>,
+        #[serde(default)]
+        completion_tokens: Option<u64>,
+        #[serde(default)]
+        total_tokens: Option<u64>,
+    }
+
+    impl From<Chunk> for super::Chunk {
+        fn from(c: Chunk) -> Self {
+            super::Chunk {
+                choices: c
+                    .choices
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|choice| super::ChunkChoice {
+                        index: choice.index,
+                        delta: choice.delta.map(Into::into).unwrap_or_default(),
+                        finish_reason: choice.finish_reason.filter(|r| !r.is_empty()),
+                    })
+                    .collect(),
+                usage: c.usage.map(|u| super::Usage {
+                    prompt_tokens: u.prompt_tokens,
+                    completion_tokens: u.completion_tokens,
+                    total_tokens: u.total_tokens,
+                }),
+                error: c.error,
+            }
+        }
+    }
+
+    impl From<Delta> for super::Delta {
+        fn from(d: Delta) -> Self {
+            super::Delta {
+                content: d.content,
+                tool_calls: d
+                    .tool_calls
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| super::ToolCallDelta {
+                        index: t.index,
+                        id: t.id,
+                        function: t
+                            .function
+                            .map(|f| super::FunctionDelta {
+                                name: f.name,
+                                arguments: f.arguments,
+                            })
+                            .unwrap_or_default(),
+                    })
+                    .collect(),
+            }
+        }
+    }
+}
+
 /// One choice of a chunk. Only the first choice is answered (the worker asks for one).
 #[derive(Debug, Default, Deserialize)]
 pub struct ChunkChoice {
@@ -281,6 +412,30 @@ mod tests {
 
     fn chunk(value: Value) -> Chunk {
         serde_json::from_value(value).expect("every object reads as a chunk")
+    }
+
+    #[test]
+    fn the_typed_pass_reads_as_the_lenient_one() {
+        for json in [
+            r#"{"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":"hi"},"finish_reason":null}]}"#,
+            r#"{"choices":[{"delta":{"content":"hi"},"finish_reason":""}],"usage":{}}"#,
+            r#"{"choices":[{"message":{"content":"x"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":"{"}}]}}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+            r#"{"error":{"message":"boom"}}"#,
+            r#"{"choices":null,"usage":null}"#,
+            // Shapes only the lenient reading takes.
+            r#"{"choices":[{"delta":{"tool_calls":[{"id":7,"function":{"name":"f"}}]}}]}"#,
+            r#"{"choices":[{"delta":{"content":"a"}}],"usage":"n/a"}"#,
+            r#"{"choices":[{"index":"0","delta":null,"finish_reason":5}]}"#,
+            r#"{"choices":[{"delta":{"content":"a","tool_calls":null}}]}"#,
+        ] {
+            let lenient: Chunk = serde_json::from_str(json).expect("lenient");
+            let read = Chunk::read(json).expect("read");
+            assert_eq!(format!("{read:?}"), format!("{lenient:?}"), "{json}");
+        }
+        assert!(Chunk::read("42").is_err());
+        assert!(Chunk::read("not json").is_err());
     }
 
     #[test]
