@@ -74,6 +74,8 @@ struct Connection {
     /// `payer`'s message rate across pods (`MESSAGES_PER_MINUTE_PER_USER` or
     /// `..._PER_ADDRESS`); `None`: unlimited.
     shared_rate: Option<Rate>,
+    /// `chat_events_forwarded_total` for this protocol, looked up once.
+    forwarded: metrics::Counter,
 }
 
 /// Runs the socket to its end.
@@ -83,6 +85,7 @@ pub async fn run(state: AppState, socket: WebSocket, start: SocketStart) {
     let quota = Quota::per_minute(nonzero(limits.ws_messages_per_minute))
         .allow_burst(nonzero(limits.ws_message_burst));
     let mut conn = Connection {
+        forwarded: shared::metrics::events_forwarded_counter(start.protocol),
         session_id: start.session_id.clone(),
         protocol: start.protocol,
         last_sent: 0,
@@ -297,7 +300,7 @@ impl Connection {
             return Ok(());
         }
         self.last_sent = seq;
-        shared::metrics::events_forwarded(self.protocol, 1);
+        self.forwarded.increment(1);
         match self.protocol {
             Protocol::Stream => self.feed(Message::Text(Utf8Bytes::from(line))).await,
             Protocol::Simple => {
