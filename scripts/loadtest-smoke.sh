@@ -113,9 +113,16 @@ if command -v redis-server >/dev/null; then
     "$bin/worker" >"$work/worker.log" 2>&1 &
   pids+=($!)
   wait_port "$port" "$gateway_pid"
+  # Two read-only sockets more on every session (--watchers): each must get every
+  # chunk its session's sender gets, in seq order.
   "$bin/loadtest" --url "http://127.0.0.1:$port" --sessions 5 --messages 3 --ramp 50 \
-    --duration 20 --message-timeout 15 --strict --no-progress \
+    --watchers 2 --duration 20 --message-timeout 15 --strict --no-progress \
     --json "$out/smoke-redis.json" --html "$out/smoke-redis.html"
+  python3 - "$out/smoke-redis.json" <<'PY'
+import json, sys
+window = json.load(open(sys.argv[1]))["window"]
+assert window["chunks"] > 0 and window["watched_chunks"] == 2 * window["chunks"], window
+PY
 else
   echo "loadtest smoke: redis-server not installed; Redis run skipped"
 fi

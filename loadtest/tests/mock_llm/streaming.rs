@@ -190,6 +190,24 @@ async fn directives_override_the_delays() {
 }
 
 #[tokio::test]
+async fn pieces_regroup_the_same_text_into_that_many_deltas() {
+    let mock = spawn_mock(MockSettings {
+        tokens: 40,
+        ..settings()
+    })
+    .await;
+    let messages = vec![user("[mock:pieces=4] split me")];
+    let whole = reply_text(&messages, 40);
+    for (pieces, deltas) in [(1, 1), (4, 4), (100, 40)] {
+        let body =
+            json!({"model": "m", "messages": [user(&format!("[mock:pieces={pieces}] split me"))]});
+        let got = stream_chat(&mock.openai(), body).await;
+        assert_eq!(got.content_chunks, deltas, "pieces={pieces}");
+        assert_eq!(got.content, whole, "pieces={pieces}");
+    }
+}
+
+#[tokio::test]
 async fn models_lists_the_configured_model() {
     let mock = spawn_mock(MockSettings {
         model: "mock-x".into(),
