@@ -14,6 +14,7 @@ import type {
   ServerEvent,
   SessionInfo,
   StatusEvent,
+  TokenUsage,
 } from './protocol.js';
 import { expiryOf } from './token.js';
 import { OPEN, type SocketFactory, type SocketLike, frameText, webSocketClass } from './transport.js';
@@ -76,6 +77,8 @@ export interface AnswerMeta {
   message_id: string | undefined;
   seq: number | undefined;
   cancelled?: boolean;
+  /** On `message`: the tokens the answer cost, when reported. */
+  usage?: TokenUsage;
   /** `message` rebuilt from the history after events were no longer retained. */
   from_history?: boolean;
 }
@@ -588,6 +591,7 @@ export class PipecatChatClient extends Emitter {
     if (!messageId || this.#answer?.messageId === messageId) this.#answer = undefined;
     if (complete) {
       const meta: AnswerMeta = { message_id: messageId, seq: complete.seq, cancelled: complete.cancelled === true };
+      if (complete.usage) meta.usage = complete.usage;
       if (fromHistory) meta.from_history = true;
       this.emit('message', complete.full_response, meta);
     }

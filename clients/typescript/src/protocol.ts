@@ -19,6 +19,7 @@ export type KnownErrorCode =
   | 'empty_message'
   | 'message_too_long'
   | 'too_many_pending'
+  | 'budget_exceeded'
   | 'llm_error'
   | 'llm_timeout';
 
@@ -63,7 +64,14 @@ export interface CompleteEvent {
   message_id?: string;
   /** The generation was stopped; `full_response` is what was sent up to the stop. */
   cancelled?: boolean;
+  /** The tokens the answer cost, when the LLM provider reported them. */
+  usage?: TokenUsage;
   timestamp: string;
+}
+
+export interface TokenUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
 }
 
 export interface ErrorEvent {
@@ -139,7 +147,7 @@ export interface CreatedSession {
   protocol: 'stream' | 'simple';
 }
 
-type JsonType = 'string' | 'integer' | 'boolean';
+type JsonType = 'string' | 'integer' | 'boolean' | 'object';
 
 /** A field as the schema check sees it: its JSON type and whether it is always sent. */
 export interface FieldSpec {
@@ -153,8 +161,8 @@ const STATUSES: readonly Status[] = ['connected', 'typing', 'ready', 'restarted'
 const ERROR_CODES: readonly KnownErrorCode[] = [
   'invalid_request', 'unauthorized', 'not_found', 'session_not_found', 'payload_too_large',
   'rate_limited', 'unavailable', 'internal', 'invalid_json', 'unsupported_frame',
-  'invalid_message', 'empty_message', 'message_too_long', 'too_many_pending', 'llm_error',
-  'llm_timeout',
+  'invalid_message', 'empty_message', 'message_too_long', 'too_many_pending', 'budget_exceeded',
+  'llm_error', 'llm_timeout',
 ];
 
 const seq: FieldSpec = { type: 'integer', required: false };
@@ -185,6 +193,7 @@ export const PROTOCOL_FIELDS: Readonly<Record<ServerEvent['type'], Readonly<Reco
     full_response: { type: 'string', required: true },
     message_id: messageId,
     cancelled: { type: 'boolean', required: false },
+    usage: { type: 'object', required: false },
     timestamp,
   },
   error: {
