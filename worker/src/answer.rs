@@ -22,7 +22,7 @@ use crate::prompt;
 use crate::settings::{ConsumerSettings, LlmSettings};
 use crate::usage::Tally;
 use futures_util::StreamExt;
-use shared::backend::{Backend, PublishOutcome, StoreError};
+use shared::backend::{Backend, Charge, Exceeded, PublishOutcome, StoreError};
 use shared::clock;
 use shared::ids::SessionId;
 use shared::metrics::{self, AnswerOutcome, LlmOutcome};
@@ -121,6 +121,15 @@ impl Answerer {
                     work.tool_calls.clone(),
                 )
                 .await;
+        }
+        // Who pays (named by the gateway when budgets are on). A message queued before
+        // its payer's budget ran out (the gateway checked it then) is refused here,
+        // before the model is called.
+        let charge = self.backend.charge_of(session).await?;
+        if let Some(charge) = &charge
+            && let Some(exceeded) = self.backend.over_budget(charge).await?
+        {
+            return self.refuse_over_budget(delivery, work, exceeded).await;
         }
         if work.tries > 1 {
             tracing::warn!(
@@ -254,18 +263,19 @@ impl Answerer {
         let finished = self
             .finish_with(delivery, work, outcome, calls, tally)
             .await;
-        if matches!(finished, Ok(FinishOutcome::Done)) && tally.total() > 0 {
-            self.charge(session, tally.total()).await;
+        if let (Ok(FinishOutcome::Done), Some(charge)) = (&finished, &charge)
+            && tally.total() > 0
+        {
+            self.charge(charge, tally.total()).await;
         }
         finished
     }
 
-    /// Charges an answer's tokens to whoever the gateway named for the session (no one
-    /// when no budget is configured). A failure is logged: the answer is already done.
-    async fn charge(&self, session: &SessionId, tokens: u64) {
-        match self.backend.charge_usage(session, tokens).await {
-            Ok(Some(_)) => metrics::tokens_charged(tokens),
-            Ok(None) => {}
+    /// Charges an answer's tokens to whoever the gateway named for the session. A
+    /// failure is logged: the answer is already done.
+    async fn charge(&self, charge: &Charge, tokens: u64) {
+        match self.backend.add_usage(&charge.scope, tokens).await {
+            Ok(_) => metrics::tokens_charged(tokens),
             Err(error) => tracing::warn!(%error, tokens, "could not charge an answer's tokens"),
         }
     }
@@ -392,6 +402,37 @@ impl Answerer {
             .await?;
         if finished == FinishOutcome::Done {
             metrics::answer_finished(&work.message.created_at, measured);
+        }
+        Ok(finished)
+    }
+
+    /// Ends a message whose payer's token budget is used up with `budget_exceeded`
+    /// (and when it resets), without calling the model.
+    async fn refuse_over_budget(
+        &self,
+        delivery: &Delivery,
+        work: &Work,
+        exceeded: Exceeded,
+    ) -> Result<FinishOutcome, AnswerError> {
+        let message_id = work.message.id;
+        let mut refusal = StreamEvent::error(
+            ErrorCode::BudgetExceeded,
+            exceeded.message(),
+            Some(message_id),
+        );
+        if let StreamEvent::Error(error) = &mut refusal {
+            error.retry_after_ms = Some(exceeded.retry_after_ms());
+        }
+        let ready = StreamEvent::status(Status::Ready, &delivery.session_id, Some(message_id));
+        tracing::Span::current().record("outcome", "budget_exceeded");
+        let finished = self
+            .backend
+            .finish(delivery, work, None, &[refusal, ready])
+            .instrument(tracing::info_span!("store.finish"))
+            .await?;
+        if finished == FinishOutcome::Done {
+            metrics::limit_checked("budget", "refused");
+            metrics::answer_finished(&work.message.created_at, AnswerOutcome::Error);
         }
         Ok(finished)
     }

@@ -7,14 +7,14 @@
 //! never reaches the model: `budget_exceeded` with the time until the used-up window
 //! resets. Tokens are known only once an answer is done, so the answer that crosses
 //! the budget finishes (never cut mid-sentence) and the next message is refused. The
-//! gateway names the payer beside the session (`Backend::set_charge`); the worker that
-//! answers charges the answer's tokens to it (`Backend::charge_usage`). Messages
-//! queued before the budget ran out are still answered: at most
-//! `MAX_PENDING_MESSAGES` of them.
+//! gateway names the payer and its budget beside the session (`Backend::set_charge`);
+//! the worker checks that budget again before it calls the model, so messages queued
+//! before the budget ran out are refused too (a `budget_exceeded` error event of the
+//! session), and charges each answer's tokens to the payer (`Backend::charge_usage`).
 
 use crate::auth::jwt::ClaimedBudget;
 use crate::limits::rest::RateKey;
-use shared::backend::{Backend, StoreError, UsageWindow, WindowUsage};
+use shared::backend::{Backend, Charge, Exceeded, StoreError, UsageWindow, WindowUsage};
 
 /// Tokens allowed per window; `None`: no limit in that window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,34 +47,21 @@ impl Budget {
     }
 }
 
+impl Budget {
+    /// What the session of a message from `payer` is charged to (`Backend::set_charge`):
+    /// the worker checks it again before calling the model.
+    pub fn charge(self, payer: &RateKey) -> Charge {
+        Charge {
+            scope: scope(payer),
+            per_day: self.per_day,
+            per_minute: self.per_minute,
+        }
+    }
+}
+
 /// The store scope a payer's tokens are summed under.
 pub fn scope(payer: &RateKey) -> String {
     payer.scope("budget")
-}
-
-/// A window whose budget is used up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Exceeded {
-    pub window: UsageWindow,
-    pub limit: u64,
-    pub resets_at_ms: i64,
-}
-
-impl Exceeded {
-    /// Milliseconds until the window resets (at least 1).
-    pub fn retry_after_ms(&self) -> u64 {
-        (self.resets_at_ms - shared::clock::now_millis()).max(1) as u64
-    }
-
-    /// The sentence the client gets.
-    pub fn message(&self) -> String {
-        format!(
-            "The token budget of this {} ({} tokens) is used up; it resets at {}.",
-            self.window.name(),
-            self.limit,
-            shared::clock::millis_to_rfc3339(self.resets_at_ms)
-        )
-    }
 }
 
 /// The windows `budget` limits, with what `payer` used in each.
@@ -99,15 +86,8 @@ pub async fn check(
     payer: &RateKey,
     budget: Budget,
 ) -> Result<Option<Exceeded>, StoreError> {
-    let windows = usage(backend, payer, budget).await?;
-    let exceeded = windows
-        .into_iter()
-        .find(|(w, limit)| w.used >= *limit)
-        .map(|(w, limit)| Exceeded {
-            window: w.window,
-            limit,
-            resets_at_ms: w.resets_at_ms,
-        });
+    let used = backend.usage(&scope(payer)).await?;
+    let exceeded = budget.charge(payer).exceeded(&used);
     shared::metrics::limit_checked(
         "budget",
         if exceeded.is_some() {

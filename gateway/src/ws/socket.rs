@@ -436,10 +436,10 @@ impl Connection {
                         .await;
                 }
                 Ok(None) => {
-                    let scope = budget::scope(&self.payer);
+                    let charge = self.budget.charge(&self.payer);
                     self.state
                         .backend
-                        .set_charge(&self.session_id, &scope)
+                        .set_charge(&self.session_id, &charge)
                         .await
                 }
                 Err(error) => Err(error),

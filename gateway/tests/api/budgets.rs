@@ -235,3 +235,41 @@ async fn tokens_are_counted_when_the_provider_reports_none() {
         "{metrics}"
     );
 }
+
+/// Messages queued while the answer that spends the budget is still streaming were
+/// accepted under budget; the worker checks again before calling the model, so they
+/// are refused (`budget_exceeded`, as events of the session) and never reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_queued_before_the_budget_ran_out_are_refused_by_the_worker() {
+    let env = TestEnv::redis()
+        .workers(1)
+        .mock(|m| m.token_delay_ms = 20)
+        .settings(|s| s.protection.budget_tokens_per_day = Some(BUDGET))
+        .start()
+        .await;
+    let (_, mut socket) = env.gw().open_session().await;
+    for text in ["first question here", "second", "third"] {
+        socket.send_message(text).await;
+    }
+    let mut events = Vec::new();
+    let mut ready = 0;
+    while ready < 3 {
+        let event = socket.recv().await;
+        ready += usize::from(event["type"] == "status" && event["status"] == "ready");
+        events.push(event);
+    }
+    let completes = events.iter().filter(|e| e["type"] == "complete").count();
+    let refusals: Vec<&Value> = events.iter().filter(|e| e["type"] == "error").collect();
+    assert_eq!(completes, 1, "{events:?}");
+    assert_eq!(refusals.len(), 2, "{events:?}");
+    for refusal in refusals {
+        assert_eq!(refusal["code"], "budget_exceeded", "{refusal}");
+        assert!(refusal["seq"].is_u64() && refusal["message_id"].is_string());
+        assert!(refusal["retry_after_ms"].as_u64().unwrap_or(0) > 0);
+    }
+    assert_eq!(
+        env.llm_requests().await.len(),
+        1,
+        "the model saw only the first"
+    );
+}

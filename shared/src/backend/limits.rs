@@ -7,11 +7,12 @@
 //! - **Token usage** ([`Backend::add_usage`], [`Backend::usage`]): tokens spent per
 //!   scope in fixed windows aligned to the epoch ([`UsageWindow`]: the UTC minute and
 //!   day), every window in one key, so recording an answer is one step.
-//! - **Who pays for a session's answers** ([`Backend::set_charge`],
-//!   [`Backend::charge_usage`]): the gateway that accepts a message names the scope
-//!   (the caller's user, else address) beside the session; the worker that answers
-//!   charges the answer's tokens there. The worker never needs to know how a caller
-//!   was identified.
+//! - **Who pays for a session's answers** ([`Charge`], [`Backend::set_charge`]): the
+//!   gateway that accepts a message names the scope (the caller's user, else address)
+//!   and its budget beside the session; the worker checks that budget before it calls
+//!   the model ([`Backend::over_budget`]: messages queued before it ran out are
+//!   refused too) and charges the answer's tokens there ([`Backend::charge_usage`]).
+//!   The worker never needs to know how a caller was identified.
 //!
 //! Redis runs each step as one script on one key (`redis/rate.lua`, `redis/usage.lua`;
 //! cluster-safe) with Redis's own clock; memory mirrors them on tokio's clock, so tests
@@ -19,6 +20,7 @@
 
 use super::{Backend, StoreError};
 use crate::ids::SessionId;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// What [`Backend::check_rate`] decided.
@@ -108,24 +110,101 @@ impl Backend {
         dispatch!(self, b => b.record_usage(scope, tokens).await)
     }
 
-    /// Names who pays for the session's next answers (for as long as the session lives
-    /// idle: `SESSION_IDLE_TTL_SECS`).
-    pub async fn set_charge(&self, session: &SessionId, scope: &str) -> Result<(), StoreError> {
-        dispatch!(self, b => b.set_charge(session, scope).await)
+    /// Names who pays for the session's next answers, and their budget (for as long as
+    /// the session lives idle: `SESSION_IDLE_TTL_SECS`).
+    pub async fn set_charge(&self, session: &SessionId, charge: &Charge) -> Result<(), StoreError> {
+        let text = serde_json::to_string(charge).expect("charges always serialize");
+        dispatch!(self, b => b.set_charge(session, &text).await)
     }
 
-    /// Adds an answer's tokens to the scope the session's messages are charged to; the
-    /// scope charged, or `None` when no gateway named one (no budget configured).
+    /// Who pays for the session's answers; `None` when no gateway named anyone (no
+    /// budget configured).
+    pub async fn charge_of(&self, session: &SessionId) -> Result<Option<Charge>, StoreError> {
+        let text = dispatch!(self, b => b.charge_of(session).await)?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("charge {t:?}: {e}")))
+        })
+        .transpose()
+    }
+
+    /// The first window of `charge`'s budget that its payer used up, if any.
+    pub async fn over_budget(&self, charge: &Charge) -> Result<Option<Exceeded>, StoreError> {
+        if charge.per_day.is_none() && charge.per_minute.is_none() {
+            return Ok(None);
+        }
+        Ok(charge.exceeded(&self.usage(&charge.scope).await?))
+    }
+
+    /// Adds an answer's tokens to the payer the session's messages are charged to; the
+    /// payer charged, or `None` when no gateway named one (no budget configured).
     pub async fn charge_usage(
         &self,
         session: &SessionId,
         tokens: u64,
-    ) -> Result<Option<String>, StoreError> {
-        let scope = dispatch!(self, b => b.charge_of(session).await)?;
-        if let Some(scope) = &scope {
-            self.add_usage(scope, tokens).await?;
+    ) -> Result<Option<Charge>, StoreError> {
+        let charge = self.charge_of(session).await?;
+        if let Some(charge) = &charge {
+            self.add_usage(&charge.scope, tokens).await?;
         }
-        Ok(scope)
+        Ok(charge)
+    }
+}
+
+/// Who pays for a session's answers (a usage scope: a user or an address) and how many
+/// tokens they may spend per window; written by the gateway that accepted the latest
+/// message, read by the worker before it calls the model and after it answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Charge {
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_day: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_minute: Option<u64>,
+}
+
+impl Charge {
+    pub fn limit(&self, window: UsageWindow) -> Option<u64> {
+        match window {
+            UsageWindow::Day => self.per_day,
+            UsageWindow::Minute => self.per_minute,
+        }
+    }
+
+    /// The first window (the longest: its wait is the longest) that `usage` used up.
+    pub fn exceeded(&self, usage: &[WindowUsage]) -> Option<Exceeded> {
+        usage.iter().find_map(|w| {
+            let limit = self.limit(w.window)?;
+            (w.used >= limit).then_some(Exceeded {
+                window: w.window,
+                limit,
+                resets_at_ms: w.resets_at_ms,
+            })
+        })
+    }
+}
+
+/// A budget window that is used up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exceeded {
+    pub window: UsageWindow,
+    pub limit: u64,
+    pub resets_at_ms: i64,
+}
+
+impl Exceeded {
+    /// Milliseconds until the window resets (at least 1).
+    pub fn retry_after_ms(&self) -> u64 {
+        (self.resets_at_ms - crate::clock::now_millis()).max(1) as u64
+    }
+
+    /// The sentence the client gets with `budget_exceeded`.
+    pub fn message(&self) -> String {
+        format!(
+            "The token budget of this {} ({} tokens) is used up; it resets at {}.",
+            self.window.name(),
+            self.limit,
+            crate::clock::millis_to_rfc3339(self.resets_at_ms)
+        )
     }
 }
 

@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 
 pub use batch::{seq_of, split_batch};
 pub use counters::SlotOutcome;
-pub use limits::{Rate, RateOutcome, UsageWindow, WindowUsage};
+pub use limits::{Charge, Exceeded, Rate, RateOutcome, UsageWindow, WindowUsage};
 pub use memory::MemoryBackend;
 pub use redis::RedisBackend;
 

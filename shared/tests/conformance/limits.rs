@@ -4,7 +4,7 @@
 //! is too long for the suite), where the paused clock jumps over it.
 
 use crate::helpers::*;
-use shared::backend::{Backend, Rate, RateOutcome, UsageWindow};
+use shared::backend::{Backend, Charge, Rate, RateOutcome, UsageWindow};
 use shared::ids::SessionId;
 use std::time::Duration;
 
@@ -112,23 +112,48 @@ async fn usage_sums_per_window_and_resets(backend: Backend, ctx: &Ctx) {
     assert_eq!((next_day[0].used, next_day[1].used), (0, 0), "day reset");
 }
 
+fn charge(scope: &str, per_day: Option<u64>) -> Charge {
+    Charge {
+        scope: scope.into(),
+        per_day,
+        per_minute: None,
+    }
+}
+
 async fn answers_are_charged_to_the_named_scope(backend: Backend, _ctx: &Ctx) {
     let id = SessionId::new_random();
     assert_eq!(backend.charge_usage(&id, 7).await.unwrap(), None);
-    backend
-        .set_charge(&id, "budget:addr:10.0.0.7")
-        .await
-        .unwrap();
+    assert_eq!(backend.charge_of(&id).await.unwrap(), None);
+    let address = charge("budget:addr:10.0.0.7", Some(10));
+    backend.set_charge(&id, &address).await.unwrap();
     assert_eq!(
-        backend.charge_usage(&id, 7).await.unwrap().as_deref(),
-        Some("budget:addr:10.0.0.7")
+        backend.charge_of(&id).await.unwrap().as_ref(),
+        Some(&address)
     );
-    // The latest message's caller pays for what follows.
-    backend.set_charge(&id, "budget:user:carol").await.unwrap();
+    assert_eq!(
+        backend.charge_usage(&id, 7).await.unwrap().as_ref(),
+        Some(&address)
+    );
+    assert_eq!(
+        backend.over_budget(&address).await.unwrap(),
+        None,
+        "7 of 10"
+    );
+    backend.charge_usage(&id, 3).await.unwrap();
+    let exceeded = backend
+        .over_budget(&address)
+        .await
+        .unwrap()
+        .expect("10 of 10");
+    assert_eq!((exceeded.window, exceeded.limit), (UsageWindow::Day, 10));
+    // The latest message's caller pays for what follows, under their own budget.
+    let carol = charge("budget:user:carol", None);
+    backend.set_charge(&id, &carol).await.unwrap();
+    assert_eq!(backend.over_budget(&carol).await.unwrap(), None, "no limit");
     backend.charge_usage(&id, 3).await.unwrap();
     let addr = backend.usage("budget:addr:10.0.0.7").await.unwrap();
-    let carol = backend.usage("budget:user:carol").await.unwrap();
-    assert_eq!((addr[0].used, carol[0].used), (7, 3));
+    let carols = backend.usage("budget:user:carol").await.unwrap();
+    assert_eq!((addr[0].used, carols[0].used), (10, 3));
     let other = SessionId::new_random();
     assert_eq!(backend.charge_usage(&other, 1).await.unwrap(), None);
 }

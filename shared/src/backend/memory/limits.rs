@@ -46,7 +46,7 @@ struct Tables {
     /// Scope → theoretical arrival time (us on [`Limits::now_us`]'s clock).
     rates: Swept<String, i64>,
     usage: Swept<String, Windows>,
-    /// Session → (scope, when the charge lapses).
+    /// Session → (its charge as `backend::limits` writes it, when the charge lapses).
     charges: Swept<SessionId, (String, Instant)>,
 }
 
@@ -133,7 +133,7 @@ impl MemoryBackend {
             .collect())
     }
 
-    pub async fn set_charge(&self, session: &SessionId, scope: &str) -> Result<(), StoreError> {
+    pub async fn set_charge(&self, session: &SessionId, charge: &str) -> Result<(), StoreError> {
         let lapses = Instant::now() + self.inner.settings.idle_ttl();
         let mut tables = self.inner.limits.tables();
         let now = Instant::now();
@@ -141,7 +141,7 @@ impl MemoryBackend {
         tables
             .charges
             .map
-            .insert(session.clone(), (scope.to_owned(), lapses));
+            .insert(session.clone(), (charge.to_owned(), lapses));
         Ok(())
     }
 
@@ -152,6 +152,6 @@ impl MemoryBackend {
             .map
             .get(session)
             .filter(|(_, lapses)| *lapses > Instant::now())
-            .map(|(scope, _)| scope.clone()))
+            .map(|(charge, _)| charge.clone()))
     }
 }

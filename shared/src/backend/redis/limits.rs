@@ -1,6 +1,7 @@
 //! Redis side of the cross-pod limits (`backend::limits`): `rate.lua` (GCRA) and
 //! `usage.lua` (token windows), each one script on one key, and the session's charge
-//! scope, a plain string beside the session's keys (same hash tag).
+//! (JSON, read and written by `backend::limits`), a string beside the session's keys
+//! (same hash tag).
 
 use super::RedisBackend;
 use crate::backend::StoreError;
@@ -51,13 +52,13 @@ impl RedisBackend {
         parse_usage(&reply)
     }
 
-    pub async fn set_charge(&self, session: &SessionId, scope: &str) -> Result<(), StoreError> {
+    pub async fn set_charge(&self, session: &SessionId, charge: &str) -> Result<(), StoreError> {
         let ttl = self.inner.settings.session_idle_ttl_secs.max(1) as i64;
         let _: () = self
             .client()
             .set(
                 self.keys().charge(session),
-                scope,
+                charge,
                 Some(Expiration::EX(ttl)),
                 None,
                 false,
