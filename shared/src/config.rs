@@ -58,7 +58,9 @@ fn parse_prefix(raw: &str) -> Result<String, String> {
 /// Where sessions, history, the inbox and the event log live.
 #[derive(Debug, Clone, Args)]
 pub struct StoreSettings {
-    /// Redis URL (`redis://`, `rediss://` for TLS). Unset: embedded in-memory mode.
+    /// Redis URL: `redis://h:p` (`rediss://` for TLS) for one Redis,
+    /// `redis-cluster://h:p[,h:p...]` (`rediss-cluster://`) for a Redis Cluster.
+    /// Unset: embedded in-memory mode.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<Secret>,
 
@@ -81,6 +83,12 @@ pub struct StoreSettings {
           value_parser = clap::value_parser!(u64).range(2..))]
     pub history_max_messages: u64,
 
+    /// Partitions of the inbox and session index (`keys.rs`): how many slots, so how
+    /// many cluster masters, the queue spreads over. Fixed once a deployment started.
+    #[arg(long, env = "STORE_PARTITIONS", default_value_t = crate::keys::DEFAULT_PARTITIONS,
+          value_parser = clap::value_parser!(u16).range(1..=crate::keys::MAX_PARTITIONS as i64))]
+    pub store_partitions: u16,
+
     /// Deadline of one Redis command, in milliseconds.
     #[arg(long, env = "REDIS_COMMAND_TIMEOUT_MS", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(100..))]
@@ -96,12 +104,18 @@ impl StoreSettings {
             session_idle_ttl_secs: 86_400,
             event_log_max_entries: 1_000,
             history_max_messages: 1_000,
+            store_partitions: crate::keys::DEFAULT_PARTITIONS,
             redis_command_timeout_ms: 5_000,
         }
     }
 
     pub fn idle_ttl(&self) -> Duration {
         Duration::from_secs(self.session_idle_ttl_secs)
+    }
+
+    /// The key schema these settings name.
+    pub fn keys(&self) -> crate::keys::Keys {
+        crate::keys::Keys::new(self.key_prefix.clone(), self.store_partitions)
     }
 
     pub fn command_timeout(&self) -> Duration {

@@ -117,6 +117,15 @@ impl RedisServer {
     }
 }
 
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
@@ -130,4 +139,182 @@ pub fn unique_prefix(name: &str) -> String {
         "t-{name}-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     )
+}
+
+/// A Redis Cluster of private `redis-server`s on loopback (`--cluster-enabled yes`,
+/// joined with `redis-cli --cluster create`): `masters` masters owning equal slot
+/// ranges, each with `replicas` replicas. Killed on drop.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    /// Kills the nodes of the process-wide cluster when the test process is gone.
+    watchdog: Option<Child>,
+}
+
+/// Cluster settings for fast failover in tests: a master unreachable for a second is
+/// replaced by its replica.
+const CLUSTER_ARGS: [&str; 6] = [
+    "--cluster-enabled",
+    "yes",
+    "--cluster-config-file",
+    "nodes.conf",
+    "--cluster-node-timeout",
+    "1000",
+];
+
+impl RedisCluster {
+    pub fn start(masters: usize, replicas: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
+            .map(|_| RedisServer::start_with(&CLUSTER_ARGS))
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli on PATH (apt-get install redis-tools)");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let cluster = Self {
+            nodes,
+            watchdog: None,
+        };
+        for node in &cluster.nodes {
+            cluster.wait_until(Duration::from_secs(20), || {
+                cli(node.port(), &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+            });
+        }
+        // Replicas must have synced, or a failover test could promote an empty one.
+        for node in &cluster.nodes {
+            cluster.wait_until(Duration::from_secs(20), || {
+                let info = cli(node.port(), &["INFO", "replication"]);
+                !info.contains("role:slave") || info.contains("master_link_status:up")
+            });
+        }
+        cluster
+    }
+
+    /// A process-wide 3-master cluster for suites that share one (each test under its
+    /// own key prefix). Its servers outlive the test that started it and are killed by
+    /// a watchdog when the test process exits (statics are never dropped).
+    pub fn shared() -> &'static RedisCluster {
+        static SHARED: std::sync::OnceLock<RedisCluster> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| {
+            let mut cluster = RedisCluster::start(3, 0);
+            let pids: Vec<String> = cluster
+                .nodes
+                .iter()
+                .filter_map(|n| n.child.as_ref().map(|c| c.id().to_string()))
+                .collect();
+            let watchdog = format!(
+                "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -9 {}",
+                std::process::id(),
+                pids.join(" ")
+            );
+            let watchdog = Command::new("sh")
+                .args(["-c", &watchdog])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("sh for the cluster's watchdog");
+            cluster.watchdog = Some(watchdog);
+            cluster
+        })
+    }
+
+    /// `redis-cluster://` with every node.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        format!("redis-cluster://{}", nodes.join(","))
+    }
+
+    /// The ports of the nodes still running.
+    pub fn live_ports(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(RedisServer::port)
+            .collect()
+    }
+
+    /// The port of the live master serving `key`'s slot.
+    pub fn master_of(&self, key: &str) -> u16 {
+        let slot = crate::keys::key_slot(key);
+        let live = self
+            .nodes
+            .iter()
+            .find(|n| n.child.is_some())
+            .expect("a live node");
+        // CLUSTER SHARDS would be simpler; CLUSTER SLOTS is in every 7.x.
+        let out = cli(live.port(), &["CLUSTER", "SLOTS"]);
+        let lines: Vec<&str> = out.lines().collect();
+        // redis-cli prints each range as: start, end, then host, port, id per node
+        // (the master first), with blank-free plain lines.
+        let mut i = 0;
+        while i + 4 < lines.len() {
+            let (start, end) = (lines[i].parse::<u16>(), lines[i + 1].parse::<u16>());
+            if let (Ok(start), Ok(end)) = (start, end)
+                && (start..=end).contains(&slot)
+                && let Ok(port) = lines[i + 3].parse::<u16>()
+            {
+                return port;
+            }
+            i += 1;
+        }
+        panic!("no master for slot {slot} in {out}");
+    }
+
+    /// Kills the node on `port` at once (SIGKILL).
+    pub fn kill(&mut self, port: u16) {
+        if let Some(node) = self.nodes.iter_mut().find(|n| n.port() == port) {
+            node.kill();
+        }
+    }
+
+    /// Waits until every live node reports the cluster ok with `key`'s slot served
+    /// by a live master (after a failover).
+    pub fn wait_for_failover(&self, key: &str) {
+        self.wait_until(Duration::from_secs(30), || {
+            let master = self.master_of(key);
+            self.nodes
+                .iter()
+                .any(|n| n.port() == master && n.child.is_some())
+                && self
+                    .nodes
+                    .iter()
+                    .filter(|n| n.child.is_some())
+                    .all(|n| cli(n.port(), &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        });
+    }
+
+    fn wait_until(&self, limit: Duration, mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !ok() {
+            assert!(Instant::now() < deadline, "the cluster did not settle");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Runs `redis-cli -p port args...` and returns its output.
+fn cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli on PATH");
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }

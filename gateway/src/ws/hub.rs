@@ -11,7 +11,8 @@
 //! stop arriving, `/health` fails and the hub re-subscribes and has every socket
 //! re-read its session's log.
 //!
-//! The canaries travel on the instance's *probe* channel (`keys::Keys::probe`), not on
+//! The canaries travel on the instance's *probe* channels (`keys::Keys::probe`, one per
+//! partition so every shard of a cluster is probed; `send_canary` sends on all), not on
 //! a session's: no session id names it, so no client can open, close or publish to it,
 //! and the session subscriptions this hub adds and drops as sockets come and go can
 //! never drop it. (It once was the pseudo-session `canary.<instance>`, which any client

@@ -1,7 +1,7 @@
 //! Real processes for the fault suite: `redis-server`, `mock-llm`, `gateway` and
 //! `worker` binaries on loopback, each killed when its handle drops.
 
-use shared::testkit::{RedisServer, free_port};
+use shared::testkit::{RedisCluster, RedisServer, free_port};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -137,9 +137,16 @@ mod reqwest {
     }
 }
 
+/// Where the processes keep their state.
+pub enum Store {
+    Single(RedisServer),
+    /// A Redis Cluster (`REDIS_URL=redis-cluster://...`).
+    Cluster(RedisCluster),
+}
+
 /// The whole system as processes.
 pub struct Cluster {
-    pub redis: RedisServer,
+    pub store: Store,
     /// Held so the mock lives as long as the cluster.
     _mock: Proc,
     pub mock_url: String,
@@ -157,7 +164,27 @@ pub const TOKEN_DELAY_MS: u64 = 15;
 
 impl Cluster {
     pub fn start(gateways: usize, workers: usize, redis_args: &[&str]) -> Self {
-        let redis = RedisServer::start_with(redis_args);
+        Self::start_on(
+            Store::Single(RedisServer::start_with(redis_args)),
+            gateways,
+            workers,
+        )
+    }
+
+    /// The same processes on a Redis Cluster of `masters` masters with `replicas`
+    /// replicas each.
+    #[allow(dead_code)]
+    pub fn start_on_redis_cluster(
+        gateways: usize,
+        workers: usize,
+        masters: usize,
+        replicas: usize,
+    ) -> Self {
+        let store = Store::Cluster(RedisCluster::start(masters, replicas));
+        Self::start_on(store, gateways, workers)
+    }
+
+    fn start_on(store: Store, gateways: usize, workers: usize) -> Self {
         let mock_port = free_port();
         let mut mock = Command::new(binary("mock-llm", "loadtest"));
         mock.args([
@@ -178,7 +205,7 @@ impl Cluster {
             ("WORKER_SHUTDOWN_GRACE_SECS".to_owned(), "5".to_owned()),
         ];
         let mut cluster = Self {
-            redis,
+            store,
             _mock: mock,
             mock_url,
             prefix,
@@ -199,11 +226,43 @@ impl Cluster {
         cluster
     }
 
+    pub fn redis_url(&self) -> String {
+        match &self.store {
+            Store::Single(server) => server.url(),
+            Store::Cluster(cluster) => cluster.url(),
+        }
+    }
+
+    /// The single Redis (the suites that restart it run on one).
+    pub fn redis(&mut self) -> &mut RedisServer {
+        match &mut self.store {
+            Store::Single(server) => server,
+            Store::Cluster(_) => panic!("this cluster runs on a Redis Cluster"),
+        }
+    }
+
+    /// The Redis Cluster, when the processes run on one.
+    #[allow(dead_code)]
+    pub fn redis_cluster(&mut self) -> &mut RedisCluster {
+        match &mut self.store {
+            Store::Cluster(cluster) => cluster,
+            Store::Single(_) => panic!("this cluster runs on one Redis"),
+        }
+    }
+
+    /// The ports of the live Redis nodes (any node: `redis-cli -c` follows redirects).
+    fn redis_ports(&self) -> Vec<u16> {
+        match &self.store {
+            Store::Single(server) => vec![server.port()],
+            Store::Cluster(cluster) => cluster.live_ports(),
+        }
+    }
+
     fn common_env(&self, command: &mut Command) {
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("REDIS_URL", self.redis.url())
+            .env("REDIS_URL", self.redis_url())
             .env("KEY_PREFIX", &self.prefix)
             .env("OPENAI_BASE_URL", format!("{}/v1", self.mock_url))
             .env("LLM_MODEL", "mock-model")
@@ -272,8 +331,8 @@ impl Cluster {
     /// Reads this cluster's Redis directly (for audits), without its lock.
     pub fn inspector(&self) -> Inspector {
         Inspector {
-            port: self.redis.port(),
-            keys: shared::keys::Keys::new(&self.prefix),
+            ports: self.redis_ports(),
+            keys: shared::keys::Keys::new(&self.prefix, shared::keys::DEFAULT_PARTITIONS),
         }
     }
 
@@ -287,7 +346,7 @@ impl Cluster {
     /// Runs a `redis-cli` command against this cluster's Redis.
     pub fn redis_cli(&self, args: &[&str]) -> String {
         let output = Command::new("redis-cli")
-            .args(["-p", &self.redis.port().to_string()])
+            .args(["-c", "-p", &self.redis_ports()[0].to_string()])
             .args(args)
             .output()
             .expect("redis-cli runs");
@@ -298,21 +357,25 @@ impl Cluster {
 /// Direct reads of the cluster's Redis: what is still waiting, and what a worker holds.
 #[derive(Clone)]
 pub struct Inspector {
-    port: u16,
+    ports: Vec<u16>,
     keys: shared::keys::Keys,
 }
 
 impl Inspector {
+    /// Runs `redis-cli -c` on the first node that answers (a cluster's node may be down).
     fn cli(&self, args: &[&str]) -> Vec<String> {
-        let output = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli runs");
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        for port in &self.ports {
+            let output = Command::new("redis-cli")
+                .args(["-c", "-p", &port.to_string()])
+                .args(args)
+                .output()
+                .expect("redis-cli runs");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            if output.status.success() && !stdout.starts_with("Could not connect") {
+                return stdout.lines().map(str::to_owned).collect();
+            }
+        }
+        panic!("no Redis node answers {args:?}");
     }
 
     /// The ids of the session's messages still waiting for an answer (its pending
@@ -326,20 +389,26 @@ impl Inspector {
             .collect()
     }
 
-    /// The sessions whose inbox entries `consumer` holds (delivered, unacknowledged).
+    /// The sessions whose inbox entries `consumer` holds (delivered, unacknowledged),
+    /// over every partition's inbox.
     pub fn held_by(&self, consumer: &str) -> Vec<String> {
-        let inbox = self.keys.inbox();
-        // XPENDING's extended form: id, consumer, idle ms, deliveries per entry.
         let group = shared::keys::WORKER_GROUP;
-        let pending = self.cli(&["XPENDING", &inbox, group, "-", "+", "1000", consumer]);
-        pending
-            .chunks(4)
-            .filter_map(|entry| entry.first())
-            .flat_map(|entry_id| {
-                let fields = self.cli(&["XRANGE", &inbox, entry_id, entry_id]);
-                let at = fields.iter().position(|f| f == "session");
-                at.and_then(|at| fields.get(at + 1).cloned())
-            })
-            .collect()
+        let mut held = Vec::new();
+        for partition in self.keys.partitions() {
+            let inbox = self.keys.inbox(partition);
+            // XPENDING's extended form: id, consumer, idle ms, deliveries per entry.
+            let pending = self.cli(&["XPENDING", &inbox, group, "-", "+", "1000", consumer]);
+            held.extend(
+                pending
+                    .chunks(4)
+                    .filter_map(|entry| entry.first())
+                    .flat_map(|entry_id| {
+                        let fields = self.cli(&["XRANGE", &inbox, entry_id, entry_id]);
+                        let at = fields.iter().position(|f| f == "session");
+                        at.and_then(|at| fields.get(at + 1).cloned())
+                    }),
+            );
+        }
+        held
     }
 }

@@ -111,6 +111,7 @@ pub async fn run_with(
         .collect();
     ctx.wait_all_arrived().await;
 
+    let keys = shared::keys::Keys::new(settings.key_prefix.clone(), settings.store_partitions);
     let tap = match &settings.tap_redis {
         Some(url) => {
             let mut tap = tap::Tap::connect(url).await?;
@@ -119,7 +120,7 @@ pub async fn run_with(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .iter()
-                .map(|id| tap::channel_of(&settings.key_prefix, id))
+                .map(|id| tap::channel_of(&keys, id))
                 .collect();
             tap.subscribe(&channels)
                 .await
@@ -205,7 +206,7 @@ pub async fn run_with(
         Some((handle, tap_stop)) => {
             let _ = tap_stop.send(true);
             let arrivals = handle.await.context("tap task")??;
-            Some(join_tap(&settings.key_prefix, &results, &arrivals))
+            Some(join_tap(&keys, &results, &arrivals))
         }
         None => None,
     };
@@ -348,14 +349,18 @@ async fn tick(
 }
 
 /// Pairs each chunk's socket arrival with its arrival at the plain subscriber.
-fn join_tap(prefix: &str, results: &[SessionResult], arrivals: &tap::Arrivals) -> TapReport {
+fn join_tap(
+    keys: &shared::keys::Keys,
+    results: &[SessionResult],
+    arrivals: &tap::Arrivals,
+) -> TapReport {
     let mut added = Vec::new();
     let mut unmatched = 0u64;
     for result in results {
         let Some(id) = &result.session_id else {
             continue;
         };
-        let channel = tap::channel_of(prefix, id);
+        let channel = tap::channel_of(keys, id);
         for (seq, at_socket) in &result.chunk_arrivals {
             match arrivals.get(&(channel.clone(), *seq)) {
                 Some(at_tap) => {

@@ -133,14 +133,19 @@ pub struct RunSettings {
     #[arg(long, default_value_t = 3600)]
     pub jwt_ttl_secs: u64,
 
-    /// A plain Redis subscriber on every session's channel (`redis://host:port`):
-    /// each chunk's socket arrival is compared with its arrival there (added latency).
+    /// A plain Redis subscriber on every session's channel (`redis://host:port`, one
+    /// Redis): each chunk's socket arrival is compared with its arrival there (added
+    /// latency).
     #[arg(long)]
     pub tap_redis: Option<String>,
 
     /// Key prefix of the gateway (`KEY_PREFIX`), to name the channels for `--tap-redis`.
     #[arg(long, default_value = "chat")]
     pub key_prefix: String,
+
+    /// The gateway's `STORE_PARTITIONS`, to name the channels for `--tap-redis`.
+    #[arg(long, default_value_t = shared::keys::DEFAULT_PARTITIONS)]
+    pub store_partitions: u16,
 
     /// Sample RSS and CPU of a process, `NAME=PID` (repeatable): before connecting,
     /// at the start and the end of the measured window.

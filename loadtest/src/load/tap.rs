@@ -1,5 +1,5 @@
 //! The baseline of "added latency per chunk": a plain Redis subscriber on the very
-//! channels the gateway subscribes to. Both receive the same `PUBLISH`; the difference
+//! channels the gateway subscribes to. Both receive the same `SPUBLISH`; the difference
 //! between a chunk's arrival here and at the client's socket is what the gateway adds
 //! (its subscriber, fan-out, socket write and the client's read), measured on one
 //! clock with no timestamps from other processes.
@@ -17,9 +17,6 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Channels subscribed per `SUBSCRIBE` command.
-const BATCH: usize = 500;
-
 /// A connected, not yet running subscriber.
 pub struct Tap {
     reader: BufReader<OwnedReadHalf>,
@@ -29,9 +26,13 @@ pub struct Tap {
 /// Arrival time of each chunk, by channel and `seq`.
 pub type Arrivals = HashMap<(String, u64), Instant>;
 
-/// The pub/sub channel of a session (`shared::keys::Keys::channel`).
-pub fn channel_of(prefix: &str, session_id: &str) -> String {
-    format!("{prefix}:{{{session_id}}}")
+/// The shard channel of a session (`shared::keys::Keys::channel`); ids the gateway
+/// would refuse get a name no one publishes on.
+pub fn channel_of(keys: &shared::keys::Keys, session_id: &str) -> String {
+    match shared::ids::SessionId::parse(session_id) {
+        Ok(id) => keys.channel(&id),
+        Err(_) => format!("{}:invalid:{session_id}", keys.prefix()),
+    }
 }
 
 impl Tap {
@@ -52,20 +53,20 @@ impl Tap {
         })
     }
 
-    /// Subscribes to `channels` and waits until Redis confirmed every one.
+    /// Subscribes to the shard `channels` and waits until Redis confirmed every one.
+    /// One `SSUBSCRIBE` per channel, all written before reading the replies: one
+    /// command may name channels of one slot only.
     pub async fn subscribe(&mut self, channels: &[String]) -> anyhow::Result<()> {
-        for batch in channels.chunks(BATCH) {
-            let mut command = Vec::new();
-            let mut args: Vec<&str> = vec!["SUBSCRIBE"];
-            args.extend(batch.iter().map(String::as_str));
-            encode(&mut command, &args);
-            self.writer.write_all(&command).await?;
-            for _ in batch {
-                match read_value(&mut self.reader).await? {
-                    Resp::Array(items) if matches!(items.first(), Some(Resp::Bulk(k)) if k == b"subscribe") =>
-                        {}
-                    other => bail!("unexpected reply to SUBSCRIBE: {other:?}"),
-                }
+        let mut command = Vec::new();
+        for channel in channels {
+            encode(&mut command, &["SSUBSCRIBE", channel]);
+        }
+        self.writer.write_all(&command).await?;
+        for _ in channels {
+            match read_value(&mut self.reader).await? {
+                Resp::Array(items) if matches!(items.first(), Some(Resp::Bulk(k)) if k == b"ssubscribe") =>
+                    {}
+                other => bail!("unexpected reply to SSUBSCRIBE: {other:?}"),
             }
         }
         Ok(())
@@ -89,7 +90,7 @@ impl Tap {
                 else {
                     continue;
                 };
-                if kind != b"message" {
+                if kind != b"smessage" {
                     continue;
                 }
                 let channel = String::from_utf8_lossy(channel);
@@ -108,9 +109,7 @@ fn chunk_seqs(payload: &str) -> Vec<(u64, bool)> {
     payload
         .split('\n')
         .filter_map(|line| {
-            let rest = line.strip_prefix("{\"seq\":")?;
-            let end = rest.find(|c: char| !c.is_ascii_digit())?;
-            let seq = rest[..end].parse().ok()?;
+            let seq = shared::backend::seq_of(line)?;
             Some((seq, line.contains("\"type\":\"chunk\"")))
         })
         .collect()
@@ -219,6 +218,8 @@ mod tests {
         let payload =
             "{\"seq\":4,\"type\":\"chunk\",\"content\":\"a\"}\n{\"seq\":5,\"type\":\"complete\"}";
         assert_eq!(chunk_seqs(payload), vec![(4, true), (5, false)]);
-        assert_eq!(channel_of("chat", "s-1"), "chat:{s-1}");
+        let keys = shared::keys::Keys::new("chat", 16);
+        let id = shared::ids::SessionId::parse("s-1").unwrap();
+        assert_eq!(channel_of(&keys, "s-1"), keys.channel(&id));
     }
 }

@@ -49,6 +49,12 @@ pub enum StoreError {
     Redis(#[from] fred::error::Error),
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
+    /// A script would span two Redis Cluster slots (refused before it is sent).
+    #[error("script {0} was given names in two cluster slots")]
+    CrossSlot(&'static str),
+    /// The deployment's stored layout does not match these settings.
+    #[error("store layout: {0}")]
+    Incompatible(String),
 }
 
 /// What a bus subscriber receives.

@@ -3,7 +3,8 @@
 //! deadline, so a broken backend fails a case instead of hanging it.
 //!
 //! Redis cases each start their own `redis-server` (parallel-safe, never the machine's
-//! Redis on 6379) and run in real time. Memory cases run with tokio's clock paused:
+//! Redis on 6379) and run in real time. Cluster cases share one 3-master Redis Cluster
+//! per test process (each case under its own key prefix), started by the first. Memory cases run with tokio's clock paused:
 //! sleeps and timeouts advance it at once, and the memory backend's idle expiry reads
 //! the same clock, so the case bodies are shared and memory runs take no wall time.
 
@@ -12,7 +13,7 @@ use shared::clock;
 use shared::config::StoreSettings;
 use shared::ids::{MessageId, SessionId, UserId};
 use shared::model::{AcceptOutcome, BusMessage, Delivery, NewSession, StoredMessage};
-use shared::testkit::{RedisServer, unique_prefix};
+use shared::testkit::{RedisCluster, RedisServer, unique_prefix};
 use shared::wire::{ChunkEvent, ErrorCode, Protocol, StreamEvent};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -26,27 +27,53 @@ pub const SHORT_BLOCK: Duration = Duration::from_millis(200);
 /// Pending messages allowed per session in cases that do not test the limit.
 pub const ROOMY: u32 = 100;
 
-/// The store a case runs against; keeps its `redis-server` alive for the case.
+/// Where a case's store lives.
+enum Store {
+    Memory,
+    /// Its own `redis-server`, alive for the case.
+    Redis(RedisServer),
+    /// The process-wide 3-master cluster, under the case's own prefix.
+    Cluster(&'static RedisCluster),
+}
+
+/// The store a case runs against.
 pub struct Ctx {
     name: &'static str,
-    /// `None` for memory cases.
-    server: Option<RedisServer>,
+    store: Store,
 }
 
 impl Ctx {
     pub fn redis(name: &'static str) -> Self {
         Self {
             name,
-            server: Some(RedisServer::start()),
+            store: Store::Redis(RedisServer::start()),
+        }
+    }
+
+    pub fn cluster(name: &'static str) -> Self {
+        Self {
+            name,
+            store: Store::Cluster(RedisCluster::shared()),
         }
     }
 
     pub fn memory(name: &'static str) -> Self {
-        Self { name, server: None }
+        Self {
+            name,
+            store: Store::Memory,
+        }
     }
 
     pub fn is_redis(&self) -> bool {
-        self.server.is_some()
+        !matches!(self.store, Store::Memory)
+    }
+
+    fn url(&self) -> Option<String> {
+        match &self.store {
+            Store::Memory => None,
+            Store::Redis(server) => Some(server.url()),
+            Store::Cluster(cluster) => Some(cluster.url()),
+        }
     }
 
     /// A fresh, empty store with the default settings.
@@ -56,7 +83,7 @@ impl Ctx {
 
     /// A fresh, empty store (its own key prefix on Redis) with tweaked settings.
     pub async fn connect(&self, tweak: impl FnOnce(&mut StoreSettings)) -> Backend {
-        let url = self.server.as_ref().map(RedisServer::url);
+        let url = self.url();
         let mut settings = StoreSettings::new(url.as_deref(), &unique_prefix(self.name));
         tweak(&mut settings);
         let backend = Backend::connect(&settings).await.expect("backend connects");
@@ -66,8 +93,9 @@ impl Ctx {
     }
 }
 
-/// Runs each case against both backends: `conformance!(case_a, case_b)` makes
-/// `redis::case_a`, `memory::case_a`, ... from `async fn case_a(Backend, &Ctx)`.
+/// Runs each case against every backend: `conformance!(case_a, case_b)` makes
+/// `redis::case_a`, `cluster::case_a`, `memory::case_a`, ... from
+/// `async fn case_a(Backend, &Ctx)`.
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod redis {
@@ -75,6 +103,17 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $case() {
                     let ctx = $crate::helpers::Ctx::redis(stringify!($case));
+                    let backend = ctx.backend().await;
+                    super::$case(backend, &ctx).await;
+                }
+            )*
+        }
+
+        mod cluster {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let ctx = $crate::helpers::Ctx::cluster(stringify!($case));
                     let backend = ctx.backend().await;
                     super::$case(backend, &ctx).await;
                 }

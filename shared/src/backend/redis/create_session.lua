@@ -4,6 +4,7 @@
 -- seqs from 1, which `XADD <seq>-0` on a leftover log would refuse.
 -- KEYS: meta, history, pending, idem, events, sessions
 -- ARGV: session id, user id ('' = none), created ms, protocol, metadata json, ttl secs
+-- Returns 1 | 0 (the id is taken)
 -- Also drops sessions idle past the TTL from the live-session index, so counting
 -- them (`/health`) stays a read.
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end

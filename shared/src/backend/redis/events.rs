@@ -72,24 +72,36 @@ impl RedisBackend {
             .run(
                 self,
                 vec![k.meta(id), k.pending(id)],
-                vec![k.control(), id.to_string()],
+                vec![k.control(k.partition_of(id)), id.to_string()],
             )
             .await
     }
 
+    /// Cancel requests from every partition's control channel. A worker may hold any
+    /// session, so it listens on all of them; each request still travels on one shard.
     pub async fn cancel_requests(&self) -> Result<mpsc::Receiver<CancelRequest>, StoreError> {
         let client = self.builder().build_subscriber_client()?;
         client.init().await?;
-        // Re-subscribes after reconnects; the task ends with the client.
-        drop(client.manage_subscriptions());
-        client.subscribe(self.keys().control()).await?;
+        let channels = self.keys().partitions().map(|p| self.keys().control(p));
+        ssubscribe_each(&client, channels).await?;
         let mut messages = client.message_rx();
+        let mut reconnects = client.reconnect_rx();
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(async move {
             // Owning the client keeps the subscription alive as long as the receiver.
-            let _client = client;
             loop {
-                match messages.recv().await {
+                let message = tokio::select! {
+                    message = messages.recv() => message,
+                    reconnected = reconnects.recv() => {
+                        if reconnected.is_err() { break }
+                        // Also to the new master of a slot after a failover.
+                        if let Err(error) = resubscribe_shards(&client).await {
+                            tracing::error!(%error, "re-subscribing to cancel requests failed");
+                        }
+                        continue;
+                    }
+                };
+                match message {
                     Ok(message) => {
                         let Some(text) = message.value.as_str() else {
                             continue;
@@ -116,11 +128,37 @@ impl RedisBackend {
         Ok(rx)
     }
 
+    /// One canary on each partition's probe channel of instance `probe`, so a
+    /// subscription to any shard that went quiet is noticed (`subscriber.rs` reports a
+    /// probe only when every partition's canary arrived).
     pub async fn send_canary(&self, probe: &str) -> Result<(), StoreError> {
-        let _: i64 = self
-            .client()
-            .publish(self.keys().probe(probe), clock::now_millis().to_string())
-            .await?;
+        let round = clock::now_millis().to_string();
+        let sends = self.keys().partitions().map(|p| {
+            self.client()
+                .spublish::<i64, _, _>(self.keys().probe(p, probe), round.as_str())
+        });
+        futures_util::future::try_join_all(sends).await?;
         Ok(())
     }
+}
+
+/// Subscribes again to every shard channel the client tracks, each with its own
+/// `SSUBSCRIBE` (to the shard that owns its slot now). fred's `resubscribe_all` also
+/// re-sends `SUBSCRIBE`/`PSUBSCRIBE` with no channels, which Redis refuses.
+pub(super) async fn resubscribe_shards(
+    client: &fred::clients::SubscriberClient,
+) -> Result<(), StoreError> {
+    let channels = client.tracked_shard_channels();
+    ssubscribe_each(client, channels.into_iter().map(|c| c.to_string())).await
+}
+
+/// Subscribes to shard channels one by one: each may live on another shard.
+pub(super) async fn ssubscribe_each(
+    client: &fred::clients::SubscriberClient,
+    channels: impl Iterator<Item = String>,
+) -> Result<(), StoreError> {
+    for channel in channels {
+        client.ssubscribe(channel).await?;
+    }
+    Ok(())
 }

@@ -5,7 +5,8 @@
 -- them now).
 -- KEYS: meta, history, pending, idem, events, inbox, sessions, calls
 -- ARGV: session id, attempt, message id, answer json ('' = none), channel,
---       log max entries, ttl secs, entry id, group, now ms, history max, n, event json x n
+--       log max entries, ttl secs, entry id, group, now ms, history max, ready channel,
+--       n, event json x n
 -- Returns 'ok' | 'fenced' | 'gone'
 local function ack()
   redis.call('XACK', KEYS[6], ARGV[9], ARGV[8])
@@ -20,8 +21,8 @@ if head and cjson.decode(head)['id'] == ARGV[3] then
     redis.call('LTRIM', KEYS[2], -tonumber(ARGV[11]), -1)
     redis.call('HINCRBY', KEYS[1], 'count', 1)
   end
-  local n = tonumber(ARGV[12])
-  if n > 0 then publish_batch(KEYS[1], KEYS[5], ARGV[5], ARGV[6], 13, n) end
+  local n = tonumber(ARGV[13])
+  if n > 0 then publish_batch(KEYS[1], KEYS[5], ARGV[5], ARGV[6], 14, n) end
   redis.call('LPOP', KEYS[3])
   redis.call('DEL', KEYS[8])
   redis.call('HSET', KEYS[1], 'tries', 0)
@@ -30,6 +31,7 @@ end
 ack()
 if redis.call('LLEN', KEYS[3]) > 0 then
   redis.call('HSET', KEYS[1], 'entry', redis.call('XADD', KEYS[6], '*', 'session', ARGV[1]))
+  redis.call('SPUBLISH', ARGV[12], '1')
 end
 redis.call('HSET', KEYS[1], 'last_ms', ARGV[10])
 for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[7]) end

@@ -4,8 +4,9 @@
 //! headed by its KEYS, ARGV and reply), so a crash can never split them. One file per
 //! concern:
 //!
-//! - `connection`: the clients (a small command pool, the worker's blocking reader,
-//!   subscribers) and their settings;
+//! - `connection`: the clients (a small command pool, subscribers), one Redis or a
+//!   Redis Cluster, and the layout checks at start;
+//! - `migrate`: moving a deployment's data from the layout before partitions;
 //! - `scripts` / `replies`: the scripts, each bound to its typed reply;
 //! - `sessions`: create, read, touch, delete, count, history;
 //! - `work`: the inbox — accept, read, begin, claim, reclaim, finish, dead letters;
@@ -16,6 +17,7 @@
 mod connection;
 mod events;
 mod limits;
+mod migrate;
 mod replies;
 mod scripts;
 mod sessions;
@@ -23,17 +25,21 @@ mod slots;
 mod subscriber;
 mod work;
 
+pub use scripts::audit as slot_audit;
 pub use subscriber::RedisSubscriber;
 
 use crate::config::StoreSettings;
 use crate::keys::Keys;
 use fred::prelude::*;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 struct Inner {
     pool: Pool,
-    /// Lazily made: only workers read the inbox.
-    reader: tokio::sync::OnceCell<Client>,
+    /// Wakes the worker's inbox reads on `ready` notices; lazily made (only workers read).
+    wakeups: tokio::sync::OnceCell<Arc<tokio::sync::watch::Sender<u64>>>,
+    /// Where the next inbox sweep starts, so every partition gets its turn first.
+    rotation: AtomicUsize,
     builder: Builder,
     keys: Keys,
     scripts: scripts::Scripts,

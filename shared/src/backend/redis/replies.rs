@@ -11,6 +11,8 @@ use fred::types::Value;
 pub(super) trait ScriptReply: Sized {
     /// The script's name, for errors.
     const SCRIPT: &'static str;
+    /// Only the one-Redis migration may span slots (`migrate_legacy.lua`).
+    const SPANS_SLOTS: bool = false;
     fn parse(reply: Value) -> Result<Self, StoreError>;
 }
 
@@ -128,6 +130,16 @@ impl ScriptReply for Touched {
 pub(super) struct Deleted(pub bool);
 impl ScriptReply for Deleted {
     const SCRIPT: &'static str = "delete_session";
+    fn parse(reply: Value) -> Result<Self, StoreError> {
+        flag(Self::SCRIPT, reply).map(Self)
+    }
+}
+
+/// `migrate_legacy.lua`: 1 moved, 0 nothing to move.
+pub(super) struct Moved(pub bool);
+impl ScriptReply for Moved {
+    const SCRIPT: &'static str = "migrate_legacy";
+    const SPANS_SLOTS: bool = true;
     fn parse(reply: Value) -> Result<Self, StoreError> {
         flag(Self::SCRIPT, reply).map(Self)
     }

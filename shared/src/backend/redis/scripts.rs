@@ -3,7 +3,7 @@
 //! cannot read a script's reply as another shape.
 
 use super::RedisBackend;
-use super::replies::{Created, Deleted, ScriptReply, Touched};
+use super::replies::{Created, Deleted, Moved, ScriptReply, Touched};
 use crate::backend::{PublishOutcome, StoreError};
 use crate::model::{AcceptOutcome, Begin, CancelOutcome, FinishOutcome, SaveOutcome};
 use fred::types::Value;
@@ -25,17 +25,62 @@ impl<R: ScriptReply> TypedScript<R> {
     }
 
     /// Runs the script (loading it first where the server lacks it) and parses its reply.
+    /// Refused before it is sent when its keys, or the channels among its arguments
+    /// (arguments that are names of this prefix), span two cluster slots.
     pub(super) async fn run(
         &self,
         backend: &RedisBackend,
         keys: Vec<String>,
         args: Vec<String>,
     ) -> Result<R, StoreError> {
+        if !R::SPANS_SLOTS {
+            let names = keys.iter().chain(
+                args.iter()
+                    .filter(|a| a.starts_with(&format!("{}:", backend.keys().prefix()))),
+            );
+            let slots = slots_of(names);
+            audit::record(R::SCRIPT, slots.len());
+            if slots.len() > 1 {
+                return Err(StoreError::CrossSlot(R::SCRIPT));
+            }
+        }
         let reply: Value = self
             .script
             .evalsha_with_reload(backend.client(), keys, args)
             .await?;
         R::parse(reply)
+    }
+}
+
+/// The distinct cluster slots of `names`.
+fn slots_of<'a>(names: impl Iterator<Item = &'a String>) -> std::collections::BTreeSet<u16> {
+    names.map(|name| crate::keys::key_slot(name)).collect()
+}
+
+/// What the slot check saw, per script: test support for the suite that proves every
+/// script single-slot (`tests/conformance.rs`, `every_script_stays_in_one_slot`).
+pub mod audit {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    static SEEN: Mutex<Option<HashMap<&'static str, usize>>> = Mutex::new(None);
+
+    /// Records that `script` was called with names in `slots` distinct slots.
+    pub(super) fn record(script: &'static str, slots: usize) {
+        let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+        let most = seen
+            .get_or_insert_with(HashMap::new)
+            .entry(script)
+            .or_default();
+        *most = (*most).max(slots);
+    }
+
+    /// Every script called so far in this process, with the most slots one call spanned.
+    pub fn most_slots_per_script() -> HashMap<&'static str, usize> {
+        SEEN.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default()
     }
 }
 
@@ -49,6 +94,7 @@ pub(super) struct Scripts {
     pub finish_work: TypedScript<FinishOutcome>,
     pub save_tool_calls: TypedScript<SaveOutcome>,
     pub cancel_generation: TypedScript<CancelOutcome>,
+    pub migrate_legacy: TypedScript<Moved>,
 }
 
 impl Scripts {
@@ -72,6 +118,7 @@ impl Scripts {
                 include_str!("save_tool_calls.lua")
             )),
             cancel_generation: TypedScript::new(include_str!("cancel_generation.lua")),
+            migrate_legacy: TypedScript::new(include_str!("migrate_legacy.lua")),
         }
     }
 }

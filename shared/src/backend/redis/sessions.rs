@@ -25,7 +25,7 @@ impl RedisBackend {
 
     pub async fn create_session(&self, new: &NewSession) -> Result<bool, StoreError> {
         let mut keys = self.session_keys(&new.id);
-        keys.push(self.keys().sessions());
+        keys.push(self.keys().sessions(self.keys().partition_of(&new.id)));
         let args = vec![
             new.id.to_string(),
             new.user_id
@@ -75,7 +75,7 @@ impl RedisBackend {
 
     pub async fn touch_session(&self, id: &SessionId) -> Result<bool, StoreError> {
         let mut keys = self.session_keys(id);
-        keys.push(self.keys().sessions());
+        keys.push(self.keys().sessions(self.keys().partition_of(id)));
         let args = vec![
             id.to_string(),
             clock::now_millis().to_string(),
@@ -87,7 +87,7 @@ impl RedisBackend {
 
     pub async fn delete_session(&self, id: &SessionId) -> Result<bool, StoreError> {
         let mut keys = self.session_keys(id);
-        keys.push(self.keys().sessions());
+        keys.push(self.keys().sessions(self.keys().partition_of(id)));
         keys.push(self.keys().calls(id));
         let args = vec![
             id.to_string(),
@@ -98,14 +98,16 @@ impl RedisBackend {
         Ok(deleted.0)
     }
 
-    /// Counts sessions active within the TTL; a read only (creating a session prunes
-    /// the index), so health checks never write.
+    /// Counts sessions active within the TTL over every partition's index; a read only
+    /// (creating a session prunes the index), so health checks never write.
     pub async fn active_sessions(&self) -> Result<u64, StoreError> {
         let cutoff = clock::now_millis() - (self.ttl() as i64) * 1000;
-        Ok(self
-            .client()
-            .zcount(self.keys().sessions(), cutoff as f64, f64::INFINITY)
-            .await?)
+        let counts = self.keys().partitions().map(|p| {
+            self.client()
+                .zcount::<u64, _>(self.keys().sessions(p), cutoff as f64, f64::INFINITY)
+        });
+        let counts = futures_util::future::try_join_all(counts).await?;
+        Ok(counts.into_iter().sum())
     }
 
     pub async fn history_all(&self, id: &SessionId) -> Result<Vec<StoredMessage>, StoreError> {

@@ -1,4 +1,7 @@
-//! One pub/sub connection per gateway instance, shared by all its sockets.
+//! One pub/sub client per gateway instance, shared by all its sockets. Session channels
+//! are shard channels (`SSUBSCRIBE`): on a cluster, fred keeps a connection to each
+//! shard that owns a subscribed slot, and a message reaches only that shard's
+//! subscribers instead of being broadcast to every node.
 //!
 //! Reconnects are handled here rather than by fred's `manage_subscriptions`, so the
 //! order is right: re-subscribe first, then tell the hub to re-read the event log of
@@ -36,18 +39,19 @@ impl RedisSubscriber {
     }
 
     pub async fn subscribe(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.client.subscribe(self.keys.channel(id)).await?;
+        self.client.ssubscribe(self.keys.channel(id)).await?;
         Ok(())
     }
 
     pub async fn unsubscribe(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.client.unsubscribe(self.keys.channel(id)).await?;
+        self.client.sunsubscribe(self.keys.channel(id)).await?;
         Ok(())
     }
 
+    /// Subscribes to the instance's probe channel in every partition (so on every shard).
     pub async fn watch_probe(&self, probe: &str) -> Result<(), StoreError> {
-        self.client.subscribe(self.keys.probe(probe)).await?;
-        Ok(())
+        let channels = self.keys.partitions().map(|p| self.keys.probe(p, probe));
+        super::events::ssubscribe_each(&self.client, channels).await
     }
 
     /// Drops and re-opens the connection (a wedged one may not even fail); the
@@ -66,10 +70,16 @@ impl RedisSubscriber {
         let client = self.client.clone();
         let keys = self.keys.clone();
         tokio::spawn(async move {
+            let mut canaries = Canaries::new(keys.partition_count());
             loop {
                 let signal = tokio::select! {
                     message = messages.recv() => match message {
-                        Ok(message) if keys.is_probe(&message.channel) => BusSignal::Probe,
+                        Ok(message) if keys.is_probe(&message.channel) => {
+                            let round = message.value.as_string().unwrap_or_default();
+                            let Some(partition) = keys.partition_of_name(&message.channel) else { continue };
+                            if !canaries.arrived(round, partition.0) { continue }
+                            BusSignal::Probe
+                        }
                         Ok(message) => {
                             let Some(session_id) = keys.session_of_channel(&message.channel) else { continue };
                             let Some(payload) = message.value.as_str().map(|p| Arc::<str>::from(p.as_ref())) else { continue };
@@ -85,7 +95,7 @@ impl RedisSubscriber {
                         Ok(server) => {
                             tracing::info!(%server, "pub/sub reconnected; re-subscribing");
                             crate::metrics::pubsub_reconnected();
-                            if let Err(error) = client.resubscribe_all().await {
+                            if let Err(error) = super::events::resubscribe_shards(&client).await {
                                 tracing::error!(%error, "re-subscribe failed");
                             }
                             BusSignal::Resync
@@ -102,5 +112,50 @@ impl RedisSubscriber {
             }
         });
         rx
+    }
+}
+
+/// One canary round: its payload and the partitions whose copy arrived. A round counts
+/// as a probe only once every partition's copy arrived (every shard delivers).
+struct Canaries {
+    partitions: usize,
+    round: String,
+    seen: std::collections::HashSet<u16>,
+}
+
+impl Canaries {
+    fn new(partitions: u16) -> Self {
+        Self {
+            partitions: partitions as usize,
+            round: String::new(),
+            seen: Default::default(),
+        }
+    }
+
+    /// Records one copy; true when it completes its round.
+    fn arrived(&mut self, round: String, partition: u16) -> bool {
+        if round != self.round {
+            self.round = round;
+            self.seen.clear();
+        }
+        self.seen.insert(partition) && self.seen.len() == self.partitions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Canaries;
+
+    #[test]
+    fn a_round_counts_once_every_partition_delivered() {
+        let mut canaries = Canaries::new(3);
+        assert!(!canaries.arrived("1".into(), 0));
+        assert!(!canaries.arrived("1".into(), 2));
+        assert!(!canaries.arrived("1".into(), 2), "a copy twice is one copy");
+        assert!(canaries.arrived("1".into(), 1));
+        // A new round starts over; a partition missing from it keeps it incomplete.
+        assert!(!canaries.arrived("2".into(), 0));
+        assert!(!canaries.arrived("2".into(), 1));
+        assert!(!canaries.arrived("3".into(), 2));
     }
 }

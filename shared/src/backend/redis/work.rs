@@ -6,14 +6,18 @@ use super::RedisBackend;
 use crate::backend::{DEAD_LETTERS_KEPT, StoreError};
 use crate::clock;
 use crate::ids::SessionId;
-use crate::keys::WORKER_GROUP;
+use crate::keys::{Partition, WORKER_GROUP};
 use crate::model::*;
 use crate::telemetry::TraceContext;
 use crate::wire::StreamEvent;
+use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use fred::types::{ClusterHash, CustomCommand};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+use tokio::sync::{broadcast, watch};
 
 impl RedisBackend {
     pub async fn accept_message(
@@ -29,9 +33,10 @@ impl RedisBackend {
             message: message.clone(),
             trace: trace.clone(),
         };
+        let partition = k.partition_of(id);
         let mut keys = self.session_keys(id);
-        keys.push(k.inbox());
-        keys.push(k.sessions());
+        keys.push(k.inbox(partition));
+        keys.push(k.sessions(partition));
         let args = vec![
             id.to_string(),
             message.to_json(),
@@ -42,19 +47,30 @@ impl RedisBackend {
             clock::now_millis().to_string(),
             self.settings().history_max_messages.to_string(),
             queued.to_json(),
+            k.ready(partition),
         ];
         self.scripts().accept_message.run(self, keys, args).await
     }
 
+    /// The queue's figures summed over every partition (the oldest entry of any).
     pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        let inbox = self.keys().inbox();
-        let backlog: u64 = self.client().xlen(&inbox).await?;
-        let oldest: Vec<(String, HashMap<String, String>)> =
-            self.client().xrange(&inbox, "-", "+", Some(1)).await?;
+        let per_partition = self.keys().partitions().map(|p| async move {
+            let inbox = self.keys().inbox(p);
+            let backlog: u64 = self.client().xlen(&inbox).await?;
+            let oldest: Vec<(String, HashMap<String, String>)> =
+                self.client().xrange(&inbox, "-", "+", Some(1)).await?;
+            let oldest_ms = oldest
+                .first()
+                .and_then(|(id, _)| id.split('-').next()?.parse::<i64>().ok());
+            Ok::<_, StoreError>((backlog, oldest_ms))
+        });
+        let per_partition = futures_util::future::try_join_all(per_partition).await?;
         let dead_letters: u64 = self.client().xlen(self.keys().dead_letters()).await?;
-        let oldest_age_ms = oldest
-            .first()
-            .and_then(|(id, _)| id.split('-').next()?.parse::<i64>().ok())
+        let backlog = per_partition.iter().map(|(n, _)| n).sum();
+        let oldest_age_ms = per_partition
+            .iter()
+            .filter_map(|(_, ms)| *ms)
+            .min()
             .map(|ms| (clock::now_millis() - ms).max(0) as u64)
             .unwrap_or(0);
         Ok(QueueStats {
@@ -64,92 +80,160 @@ impl RedisBackend {
         })
     }
 
-    /// Reads up to `max` new inbox entries for `consumer`, blocking up to `block`.
+    /// The partitions in the order this call visits them: each call starts one further,
+    /// so no partition's entries wait behind another's.
+    fn rotation(&self) -> impl Iterator<Item = Partition> + use<> {
+        let n = self.keys().partition_count() as usize;
+        let start = self.inner.rotation.fetch_add(1, Ordering::Relaxed) % n;
+        (0..n).map(move |i| Partition(((start + i) % n) as u16))
+    }
+
+    /// The `ready` notices of every partition, counted: a read waits for the count to
+    /// change. Made on first use (only workers read the inbox).
+    async fn wakeups(&self) -> Result<watch::Receiver<u64>, StoreError> {
+        let sender = self
+            .inner
+            .wakeups
+            .get_or_try_init(|| async {
+                let client = self.builder().build_subscriber_client()?;
+                client.init().await?;
+                let channels = self.keys().partitions().map(|p| self.keys().ready(p));
+                super::events::ssubscribe_each(&client, channels).await?;
+                let sender = Arc::new(watch::Sender::new(0u64));
+                tokio::spawn(forward_wakeups(client, Arc::downgrade(&sender)));
+                Ok::<_, StoreError>(sender)
+            })
+            .await?;
+        Ok(sender.subscribe())
+    }
+
+    /// Reads up to `max` new inbox entries for `consumer` from the partitions in turn;
+    /// when none has any, waits (up to `block`) for a `ready` notice and reads again.
     pub async fn read_inbox(
         &self,
         consumer: &str,
         max: usize,
         block: Duration,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let reader = self.reader().await?;
-        let cmd = CustomCommand::new_static("XREADGROUP", ClusterHash::Offset(6), true);
-        let args: Vec<Value> = vec![
-            "GROUP".into(),
-            WORKER_GROUP.into(),
-            consumer.into(),
-            "COUNT".into(),
-            (max as i64).into(),
-            "BLOCK".into(),
-            (block.as_millis() as i64).into(),
-            "STREAMS".into(),
-            self.keys().inbox().into(),
-            ">".into(),
-        ];
-        // Waiting `block` is the point of the call; the command deadline starts after it.
-        let options = fred::types::config::Options {
-            timeout: Some(block + self.settings().command_timeout()),
-            ..Default::default()
-        };
-        let reply: Result<Value, _> = reader.with_options(&options).custom(cmd, args).await;
-        match reply {
-            Ok(reply) => parse_xreadgroup(reply),
-            // Redis restarted without persistence: the stream and its group are gone.
-            Err(error) if error.details().contains("NOGROUP") => {
-                tracing::warn!("consumer group missing; creating it again");
-                self.ensure_group().await?;
-                Ok(Vec::new())
+        let mut wakeups = self.wakeups().await?;
+        let deadline = tokio::time::Instant::now() + block;
+        loop {
+            // Marks the notices seen before the sweep, so one sent during it still wakes.
+            wakeups.borrow_and_update();
+            let found = self.sweep_inbox(consumer, max).await?;
+            if !found.is_empty() {
+                return Ok(found);
             }
-            Err(error) => Err(error.into()),
+            match tokio::time::timeout_at(deadline, wakeups.changed()).await {
+                Ok(Ok(())) => continue,
+                // The deadline passed (or the notices stopped: the next call starts them).
+                _ => return Ok(Vec::new()),
+            }
         }
     }
 
+    async fn sweep_inbox(&self, consumer: &str, max: usize) -> Result<Vec<Delivery>, StoreError> {
+        let mut found = Vec::new();
+        for partition in self.rotation() {
+            if found.len() >= max {
+                break;
+            }
+            let inbox = self.keys().inbox(partition);
+            let cmd = CustomCommand::new_static("XREADGROUP", slot_of(&inbox), false);
+            let args: Vec<Value> = vec![
+                "GROUP".into(),
+                WORKER_GROUP.into(),
+                consumer.into(),
+                "COUNT".into(),
+                ((max - found.len()) as i64).into(),
+                "STREAMS".into(),
+                inbox.as_str().into(),
+                ">".into(),
+            ];
+            match self.client().custom::<Value, _>(cmd, args).await {
+                Ok(reply) => found.extend(parse_xreadgroup(partition, reply)?),
+                // Redis restarted without persistence: the stream and its group are gone.
+                Err(error) if error.details().contains("NOGROUP") => {
+                    tracing::warn!(%inbox, "consumer group missing; creating it again");
+                    self.ensure_groups().await?;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(found)
+    }
+
+    /// Claims up to `max` entries idle for `min_idle`, from the partitions in turn.
     pub async fn reclaim(
         &self,
         consumer: &str,
         min_idle: Duration,
         max: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let cmd = CustomCommand::new_static("XAUTOCLAIM", ClusterHash::FirstKey, false);
-        let args: Vec<Value> = vec![
-            self.keys().inbox().into(),
-            WORKER_GROUP.into(),
-            consumer.into(),
-            (min_idle.as_millis() as i64).into(),
-            "0-0".into(),
-            "COUNT".into(),
-            (max as i64).into(),
-        ];
-        let reply: Value = self.client().custom(cmd, args).await?;
-        // [next cursor, [entries], [deleted ids]]: the entries read like XREADGROUP's.
-        let Value::Array(mut parts) = reply else {
-            return Ok(Vec::new());
-        };
-        if parts.len() < 2 {
-            return Ok(Vec::new());
+        let mut found = Vec::new();
+        for partition in self.rotation() {
+            if found.len() >= max {
+                break;
+            }
+            let inbox = self.keys().inbox(partition);
+            let cmd = CustomCommand::new_static("XAUTOCLAIM", slot_of(&inbox), false);
+            let args: Vec<Value> = vec![
+                inbox.into(),
+                WORKER_GROUP.into(),
+                consumer.into(),
+                (min_idle.as_millis() as i64).into(),
+                "0-0".into(),
+                "COUNT".into(),
+                ((max - found.len()) as i64).into(),
+            ];
+            let reply: Value = self.client().custom(cmd, args).await?;
+            // [next cursor, [entries], [deleted ids]]: the entries read like XREADGROUP's.
+            let Value::Array(mut parts) = reply else {
+                return Err(StoreError::Corrupt(format!("XAUTOCLAIM reply {reply:?}")));
+            };
+            if parts.len() < 2 {
+                return Err(StoreError::Corrupt("XAUTOCLAIM reply".into()));
+            }
+            let entries = parts.swap_remove(1);
+            found.extend(parse_xreadgroup(
+                partition,
+                Value::Array(vec![Value::Array(vec![Value::Null, entries])]),
+            )?);
         }
-        let entries = parts.swap_remove(1);
-        parse_xreadgroup(Value::Array(vec![Value::Array(vec![
-            self.keys().inbox().into(),
-            entries,
-        ])]))
+        Ok(found)
     }
 
+    /// Resets the idle time of the given entries (ids from this backend's deliveries).
     pub async fn refresh_claims(
         &self,
         consumer: &str,
         entry_ids: &[String],
     ) -> Result<(), StoreError> {
-        let cmd = CustomCommand::new_static("XCLAIM", ClusterHash::FirstKey, false);
-        let mut args: Vec<Value> = vec![
-            self.keys().inbox().into(),
-            WORKER_GROUP.into(),
-            consumer.into(),
-            0.into(),
-        ];
-        args.extend(entry_ids.iter().map(|id| Value::from(id.as_str())));
-        args.push("JUSTID".into());
-        let _: Value = self.client().custom(cmd, args).await?;
+        let mut by_partition: HashMap<Partition, Vec<&str>> = HashMap::new();
+        for entry in entry_ids {
+            let (partition, id) = self.split_entry(entry)?;
+            by_partition.entry(partition).or_default().push(id);
+        }
+        for (partition, ids) in by_partition {
+            let inbox = self.keys().inbox(partition);
+            let cmd = CustomCommand::new_static("XCLAIM", slot_of(&inbox), false);
+            let mut args: Vec<Value> =
+                vec![inbox.into(), WORKER_GROUP.into(), consumer.into(), 0.into()];
+            args.extend(ids.into_iter().map(Value::from));
+            args.push("JUSTID".into());
+            let _: Value = self.client().custom(cmd, args).await?;
+        }
         Ok(())
+    }
+
+    /// A delivery's entry id is `partition/stream id`: stream ids are unique per stream
+    /// only, and the partition says which inbox the entry is on.
+    fn split_entry<'e>(&self, entry: &'e str) -> Result<(Partition, &'e str), StoreError> {
+        entry
+            .split_once('/')
+            .and_then(|(p, id)| Some((Partition(p.parse().ok()?), id)))
+            .filter(|(p, _)| p.0 < self.keys().partition_count())
+            .ok_or_else(|| StoreError::Corrupt(format!("inbox entry id {entry:?}")))
     }
 
     pub async fn dead_letter(
@@ -158,9 +242,10 @@ impl RedisBackend {
         work: &Work,
         reason: &str,
     ) -> Result<(), StoreError> {
-        let cmd = CustomCommand::new_static("XADD", ClusterHash::FirstKey, false);
+        let dead = self.keys().dead_letters();
+        let cmd = CustomCommand::new_static("XADD", slot_of(&dead), false);
         let args: Vec<Value> = vec![
-            self.keys().dead_letters().into(),
+            dead.into(),
             "MAXLEN".into(),
             "~".into(),
             (DEAD_LETTERS_KEPT as i64).into(),
@@ -185,15 +270,16 @@ impl RedisBackend {
     ) -> Result<Begin, StoreError> {
         let k = self.keys();
         let id = &delivery.session_id;
+        let (partition, entry) = self.split_entry(&delivery.entry_id)?;
         let keys = vec![
             k.meta(id),
             k.pending(id),
-            k.inbox(),
+            k.inbox(partition),
             k.history(id),
             k.calls(id),
         ];
         let args = vec![
-            delivery.entry_id.clone(),
+            entry.to_owned(),
             WORKER_GROUP.to_owned(),
             context_messages.to_string(),
         ];
@@ -209,9 +295,10 @@ impl RedisBackend {
     ) -> Result<FinishOutcome, StoreError> {
         let k = self.keys();
         let id = &delivery.session_id;
+        let (partition, entry) = self.split_entry(&delivery.entry_id)?;
         let mut keys = self.session_keys(id);
-        keys.push(k.inbox());
-        keys.push(k.sessions());
+        keys.push(k.inbox(partition));
+        keys.push(k.sessions(partition));
         keys.push(k.calls(id));
         let mut args = vec![
             id.to_string(),
@@ -221,10 +308,11 @@ impl RedisBackend {
             k.channel(id),
             self.settings().event_log_max_entries.to_string(),
             self.ttl().to_string(),
-            delivery.entry_id.clone(),
+            entry.to_owned(),
             WORKER_GROUP.to_owned(),
             clock::now_millis().to_string(),
             self.settings().history_max_messages.to_string(),
+            k.ready(partition),
             events.len().to_string(),
         ];
         args.extend(events.iter().map(StreamEvent::to_json));
@@ -258,8 +346,39 @@ impl RedisBackend {
     }
 }
 
-/// `XREADGROUP` reply (RESP2 or RESP3 shape) → deliveries.
-fn parse_xreadgroup(reply: Value) -> Result<Vec<Delivery>, StoreError> {
+/// Routes a command by its key's slot, computed here rather than by fred guessing
+/// which argument is the key.
+fn slot_of(key: &str) -> ClusterHash {
+    ClusterHash::Custom(crate::keys::key_slot(key))
+}
+
+/// Forwards `ready` notices to the readers until the backend is dropped; after a
+/// reconnect (a failover moves slots to another node) it subscribes again and wakes
+/// the readers, since notices may have been missed meanwhile.
+async fn forward_wakeups(client: SubscriberClient, sender: Weak<watch::Sender<u64>>) {
+    let mut messages = client.message_rx();
+    let mut reconnects = client.reconnect_rx();
+    loop {
+        tokio::select! {
+            message = messages.recv() => {
+                if let Err(broadcast::error::RecvError::Closed) = message { return }
+            }
+            reconnected = reconnects.recv() => {
+                if let Err(broadcast::error::RecvError::Closed) = reconnected { return }
+                if let Err(error) = super::events::resubscribe_shards(&client).await {
+                    tracing::warn!(%error, "re-subscribing to inbox notices failed");
+                }
+            }
+        }
+        let Some(sender) = sender.upgrade() else {
+            return;
+        };
+        sender.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// `XREADGROUP` reply of one partition (RESP2 or RESP3 shape) → deliveries.
+fn parse_xreadgroup(partition: Partition, reply: Value) -> Result<Vec<Delivery>, StoreError> {
     let streams: Vec<Value> = match reply {
         Value::Null => return Ok(Vec::new()),
         Value::Array(items) => items,
@@ -301,7 +420,7 @@ fn parse_xreadgroup(reply: Value) -> Result<Vec<Delivery>, StoreError> {
                 .and_then(|raw| SessionId::parse(raw).ok());
             if let Some(session_id) = session {
                 out.push(Delivery {
-                    entry_id,
+                    entry_id: format!("{}/{entry_id}", partition.0),
                     session_id,
                 });
             }

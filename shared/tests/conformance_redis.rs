@@ -1,0 +1,480 @@
+//! What only the Redis backend has: the key schema's slots, the partition layout and
+//! its migration from the layout before partitions, and a Redis Cluster master failover
+//! in the middle of an answer. Real `redis-server`s and a real Redis Cluster (the
+//! harness in `shared::testkit`), no mocks.
+
+use shared::backend::redis::slot_audit;
+use shared::backend::{Backend, BusSignal, PublishOutcome, StoreError};
+use shared::clock;
+use shared::config::StoreSettings;
+use shared::ids::{SessionId, UserId};
+use shared::keys::{Keys, key_slot, legacy};
+use shared::model::{
+    AcceptOutcome, Begin, CancelOutcome, Delivery, FinishOutcome, FunctionCall, NewSession,
+    QueuedMessage, SaveOutcome, StoredMessage, Work,
+};
+use shared::testkit::{RedisCluster, RedisServer, unique_prefix};
+use shared::wire::{ChunkEvent, CompleteEvent, Protocol, StreamEvent};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn new_session() -> NewSession {
+    NewSession {
+        id: SessionId::new_random(),
+        user_id: Some(UserId::new("user-1")),
+        metadata: serde_json::json!({"n": 1}),
+        protocol: Protocol::Stream,
+        created_at_ms: clock::now_millis(),
+    }
+}
+
+fn chunk(text: &str) -> StreamEvent {
+    StreamEvent::Chunk(ChunkEvent {
+        seq: None,
+        content: text.to_owned(),
+        message_id: None,
+        timestamp: clock::now_rfc3339(),
+    })
+}
+
+fn complete(text: &str) -> StreamEvent {
+    StreamEvent::Complete(CompleteEvent {
+        seq: None,
+        full_response: text.to_owned(),
+        cancelled: false,
+        usage: None,
+        message_id: None,
+        timestamp: clock::now_rfc3339(),
+    })
+}
+
+async fn connect(url: &str, prefix: &str) -> Backend {
+    Backend::connect(&StoreSettings::new(Some(url), prefix))
+        .await
+        .expect("backend connects")
+}
+
+async fn accept(backend: &Backend, id: &SessionId, text: &str) -> StoredMessage {
+    let message = StoredMessage::user(text);
+    let outcome = backend
+        .accept_message(id, &message, &Default::default(), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(outcome, AcceptOutcome::Accepted(message.id));
+    message
+}
+
+/// Up to `want` deliveries, waiting up to the deadline for them.
+async fn deliveries(backend: &Backend, want: usize) -> Vec<Delivery> {
+    deliveries_within(backend, want, DEADLINE).await
+}
+
+async fn deliveries_within(backend: &Backend, want: usize, limit: Duration) -> Vec<Delivery> {
+    let deadline = Instant::now() + limit;
+    let mut got = Vec::new();
+    while got.len() < want && Instant::now() < deadline {
+        got.extend(
+            backend
+                .read_inbox("w1", want - got.len(), Duration::from_millis(500))
+                .await
+                .unwrap(),
+        );
+    }
+    got
+}
+
+async fn history(backend: &Backend, id: &SessionId) -> Vec<StoredMessage> {
+    let page = backend.history(id, 200, None).await.unwrap();
+    page.expect("a history").messages
+}
+
+fn work_of(begin: Begin) -> Work {
+    match begin {
+        Begin::Work(work) => *work,
+        other => panic!("expected work, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Slots
+
+/// Runs every script on the cluster for sessions all over the slot space; the backend
+/// computes the slot of every key and channel each script is given (and refuses a call
+/// that spans two), and the audit shows what it saw.
+#[tokio::test]
+async fn every_script_stays_in_one_slot() {
+    let cluster = RedisCluster::shared();
+    let backend = connect(&cluster.url(), &unique_prefix("slots")).await;
+    let mut slots = std::collections::HashSet::new();
+    for n in 0..12 {
+        let new = new_session();
+        let id = new.id.clone();
+        slots.insert(key_slot(&Keys::new("x", 16).meta(&id)));
+        assert!(backend.create_session(&new).await.unwrap());
+        assert!(backend.touch_session(&id).await.unwrap());
+        let message = accept(&backend, &id, &format!("m{n}")).await;
+        let delivery = deliveries(&backend, 1).await.pop().expect("a delivery");
+        let work = work_of(backend.begin(&delivery, 10).await.unwrap());
+        assert_eq!(work.message, message);
+        let published = backend
+            .publish(&id, &[chunk("a")], Some(work.fence()))
+            .await
+            .unwrap();
+        assert!(matches!(published, PublishOutcome::Published { .. }));
+        let call = FunctionCall {
+            name: "tool".into(),
+            call_id: "call_0_0".into(),
+            arguments: "{}".into(),
+            result: None,
+            round: 0,
+            index: 0,
+        };
+        let saved = backend
+            .save_tool_calls(&id, work.fence(), &[call], &[])
+            .await
+            .unwrap();
+        assert_eq!(saved, SaveOutcome::Saved);
+        assert_eq!(backend.cancel(&id).await.unwrap(), CancelOutcome::Cancelled);
+        let answer = StoredMessage::assistant("a", message.id, true);
+        let finished = backend
+            .finish(&delivery, &work, Some(&answer), &[complete("a")])
+            .await
+            .unwrap();
+        assert_eq!(finished, FinishOutcome::Done);
+        assert!(backend.delete_session(&id).await.unwrap());
+    }
+    assert!(slots.len() > 1, "sessions on several slots");
+    let seen = slot_audit::most_slots_per_script();
+    for script in [
+        "create_session",
+        "touch_session",
+        "delete_session",
+        "accept_message",
+        "publish_events",
+        "begin_work",
+        "finish_work",
+        "save_tool_calls",
+        "cancel_generation",
+    ] {
+        assert_eq!(seen.get(script), Some(&1), "{script}: {seen:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Partitions and migration
+
+#[tokio::test]
+async fn another_partition_count_is_refused() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("parts");
+    connect(&server.url(), &prefix).await;
+    let mut settings = StoreSettings::new(Some(&server.url()), &prefix);
+    settings.store_partitions = 8;
+    match Backend::connect(&settings).await {
+        Err(StoreError::Incompatible(why)) => assert!(why.contains("8"), "{why}"),
+        Ok(_) => panic!("started with another partition count"),
+        Err(other) => panic!("{other}"),
+    }
+    settings.store_partitions = 16;
+    Backend::connect(&settings)
+        .await
+        .expect("the recorded count");
+}
+
+fn cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    assert!(output.status.success());
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Writes a session as the release before partitions did: meta, history, pending list,
+/// event log, the global index and (when `queued`) an entry on the global inbox.
+fn write_legacy_session(port: u16, prefix: &str, id: &SessionId, queued: Option<&StoredMessage>) {
+    let key = |suffix: &str| legacy::session_key(prefix, id, suffix);
+    let now = clock::now_millis().to_string();
+    let greeting = StoredMessage::user("before the upgrade");
+    cli(
+        port,
+        &[
+            "HSET",
+            &key("meta"),
+            "user_id",
+            "old-user",
+            "created_ms",
+            &now,
+            "last_ms",
+            &now,
+            "count",
+            "1",
+            "protocol",
+            "simple",
+            "metadata",
+            r#"{"plan":"old"}"#,
+            "seq",
+            "2",
+            "attempt",
+            "0",
+        ],
+    );
+    cli(port, &["RPUSH", &key("history"), &greeting.to_json()]);
+    let events = [
+        r#"{"seq":1,"type":"chunk","content":"x","timestamp":"t"}"#,
+        r#"{"seq":2,"type":"complete","full_response":"x","timestamp":"t"}"#,
+    ]
+    .join("\n");
+    cli(port, &["XADD", &key("events"), "2-0", "e", &events]);
+    for suffix in ["meta", "history", "events"] {
+        cli(port, &["EXPIRE", &key(suffix), "3600"]);
+    }
+    cli(
+        port,
+        &["ZADD", &legacy::sessions(prefix), &now, id.as_str()],
+    );
+    cli(
+        port,
+        &["SET", &key("charge"), "user:old-user", "EX", "3600"],
+    );
+    if let Some(message) = queued {
+        cli(port, &["RPUSH", &key("history"), &message.to_json()]);
+        let queued = QueuedMessage {
+            message: message.clone(),
+            trace: Default::default(),
+        };
+        cli(port, &["RPUSH", &key("pending"), &queued.to_json()]);
+        let entry = cli(
+            port,
+            &["XADD", &legacy::inbox(prefix), "*", "session", id.as_str()],
+        );
+        cli(port, &["HSET", &key("meta"), "entry", &entry, "count", "2"]);
+    }
+}
+
+#[tokio::test]
+async fn a_deployment_on_the_old_layout_is_migrated_at_start() {
+    let server = RedisServer::start();
+    let port = server.port();
+    let prefix = unique_prefix("migrate");
+    cli(
+        port,
+        &[
+            "XGROUP",
+            "CREATE",
+            &legacy::inbox(&prefix),
+            "workers",
+            "0",
+            "MKSTREAM",
+        ],
+    );
+    let idle = SessionId::new_random();
+    let busy = SessionId::new_random();
+    let waiting = StoredMessage::user("queued before the upgrade");
+    write_legacy_session(port, &prefix, &idle, None);
+    write_legacy_session(port, &prefix, &busy, Some(&waiting));
+    // In the old index but expired: nothing to move.
+    let expired = SessionId::new_random();
+    cli(
+        port,
+        &["ZADD", &legacy::sessions(&prefix), "1", expired.as_str()],
+    );
+
+    // Two pods start at once; each session moves exactly once.
+    let url = server.url();
+    let (a, b) = tokio::join!(connect(&url, &prefix), connect(&url, &prefix));
+    drop(b);
+    let backend = a;
+
+    let record = backend.session(&idle).await.unwrap().expect("kept");
+    assert_eq!(record.user_id, Some(UserId::new("old-user")));
+    assert_eq!(record.protocol, Protocol::Simple);
+    assert_eq!(record.metadata, serde_json::json!({"plan": "old"}));
+    assert_eq!((record.message_count, record.last_seq), (1, 2));
+    let replay = backend.replay(&idle, 0).await.unwrap();
+    assert!(replay.recovered);
+    assert_eq!(replay.events.len(), 2, "the event log came along");
+    let keys = Keys::new(&prefix, 16);
+    let ttl: i64 = cli(port, &["TTL", &keys.meta(&idle)]).parse().unwrap();
+    assert!((1..=3600).contains(&ttl), "the TTL came along: {ttl}");
+    assert_eq!(backend.active_sessions().await.unwrap(), 2);
+    assert_eq!(backend.session(&expired).await.unwrap(), None);
+    let charged = backend.charge_usage(&idle, 5).await.unwrap();
+    assert_eq!(
+        charged.as_deref(),
+        Some("user:old-user"),
+        "who pays came along"
+    );
+
+    // The queued message is answered from its partition, exactly once.
+    let delivered = deliveries_within(&backend, 2, Duration::from_secs(2)).await;
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert_eq!(delivered[0].session_id, busy);
+    let work = work_of(backend.begin(&delivered[0], 10).await.unwrap());
+    assert_eq!(work.message, waiting);
+    assert_eq!(work.history.len(), 2);
+    let answer = StoredMessage::assistant("answered", waiting.id, false);
+    let done = backend
+        .finish(&delivered[0], &work, Some(&answer), &[complete("answered")])
+        .await
+        .unwrap();
+    assert_eq!(done, FinishOutcome::Done);
+    assert_eq!(history(&backend, &busy).await.len(), 3);
+
+    // Nothing of the old layout is left, and starting again moves nothing.
+    for key in [
+        legacy::inbox(&prefix),
+        legacy::sessions(&prefix),
+        legacy::session_key(&prefix, &idle, "meta"),
+        legacy::session_key(&prefix, &busy, "history"),
+    ] {
+        assert_eq!(cli(port, &["EXISTS", &key]), "0", "{key}");
+    }
+    let again = connect(&server.url(), &prefix).await;
+    assert_eq!(again.active_sessions().await.unwrap(), 2);
+    assert!(
+        deliveries_within(&again, 1, Duration::from_secs(1))
+            .await
+            .is_empty()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Failover
+
+async fn retry<T, F: std::future::Future<Output = Result<T, StoreError>>>(
+    what: &str,
+    mut call: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match call().await {
+            Ok(value) => return value,
+            Err(error) if Instant::now() < deadline => {
+                eprintln!("{what}: {error}; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("{what}: {error}"),
+        }
+    }
+}
+
+/// Chunks of the session that arrive on the bus within `limit`, noting resyncs.
+async fn bus_chunks(rx: &mut mpsc::Receiver<BusSignal>, limit: Duration) -> (Vec<String>, bool) {
+    let mut lines = Vec::new();
+    let mut resynced = false;
+    let deadline = tokio::time::Instant::now() + limit;
+    while let Ok(Some(signal)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        match signal {
+            BusSignal::Message(message) => lines.extend(
+                message
+                    .payload
+                    .split('\n')
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>(),
+            ),
+            BusSignal::Resync => resynced = true,
+            BusSignal::Probe => {}
+        }
+    }
+    (lines, resynced)
+}
+
+/// A 3-master cluster with a replica each; the master holding the session's slot is
+/// killed while its answer streams. Redis replicates asynchronously, so the test waits
+/// for the replica to acknowledge (`WAIT`) before the kill: it checks what the system
+/// does with what Redis kept, not what an unreplicated write would lose.
+#[tokio::test]
+async fn a_master_failover_mid_stream_keeps_the_session_and_one_outcome() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let prefix = unique_prefix("failover");
+    let backend = connect(&cluster.url(), &prefix).await;
+    let subscriber = backend.subscriber().await.unwrap();
+    let mut rx = subscriber.signals(1024);
+
+    let new = new_session();
+    let id = new.id.clone();
+    assert!(backend.create_session(&new).await.unwrap());
+    subscriber.subscribe(&id).await.unwrap();
+    let message = accept(&backend, &id, "stream through a failover").await;
+    let delivery = deliveries(&backend, 1).await.pop().expect("a delivery");
+    let work = work_of(backend.begin(&delivery, 10).await.unwrap());
+    let published = backend
+        .publish(&id, &[chunk("before")], Some(work.fence()))
+        .await
+        .unwrap();
+    assert_eq!(published, PublishOutcome::Published { last_seq: 1 });
+    let (lines, _) = bus_chunks(&mut rx, Duration::from_millis(500)).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+
+    let keys = Keys::new(&prefix, 16);
+    let master = cluster.master_of(&keys.meta(&id));
+    assert_eq!(
+        cli(master, &["WAIT", "1", "5000"]),
+        "1",
+        "the replica has it all"
+    );
+    cluster.kill(master);
+    cluster.wait_for_failover(&keys.meta(&id));
+    assert_ne!(cluster.master_of(&keys.meta(&id)), master);
+
+    // The session survived, the worker's attempt still owns the message, and the
+    // gateway's subscription followed the slot to its new master.
+    let record = retry("session", || backend.session(&id))
+        .await
+        .expect("kept");
+    assert_eq!(record.last_seq, 1);
+    let after_events = [chunk("after")];
+    let after = retry("publish", || {
+        backend.publish(&id, &after_events, Some(work.fence()))
+    })
+    .await;
+    assert_eq!(after, PublishOutcome::Published { last_seq: 2 });
+    let (lines, resynced) = bus_chunks(&mut rx, Duration::from_secs(3)).await;
+    let live = lines.iter().any(|l| l.contains("\"after\""));
+    assert!(
+        live || resynced,
+        "the subscriber delivers or resyncs: {lines:?}"
+    );
+    let late = backend
+        .publish(&id, &[chunk("later")], Some(work.fence()))
+        .await
+        .unwrap();
+    assert_eq!(late, PublishOutcome::Published { last_seq: 3 });
+    let (lines, _) = bus_chunks(&mut rx, Duration::from_secs(2)).await;
+    assert!(
+        lines.iter().any(|l| l.contains("\"later\"")),
+        "resubscribed to the moved shard channel: {lines:?}"
+    );
+
+    // Exactly one outcome: the answer is stored once, and finishing again (a worker
+    // retrying a finish whose reply it lost in the failover) adds nothing.
+    let answer = StoredMessage::assistant("before after later", message.id, false);
+    let last = [complete("before after later")];
+    let done = retry("finish", || {
+        backend.finish(&delivery, &work, Some(&answer), &last)
+    })
+    .await;
+    assert_eq!(done, FinishOutcome::Done);
+    backend
+        .finish(&delivery, &work, Some(&answer), &[complete("x")])
+        .await
+        .unwrap();
+    let history = history(&backend, &id).await;
+    assert_eq!(history, vec![message, answer]);
+    let replay = backend.replay(&id, 0).await.unwrap();
+    let completes = replay
+        .events
+        .iter()
+        .filter(|l| l.contains("\"type\":\"complete\""))
+        .count();
+    assert_eq!(completes, 1, "{:?}", replay.events);
+    assert!(
+        deliveries(&backend, 1).await.is_empty(),
+        "nothing left queued"
+    );
+}
