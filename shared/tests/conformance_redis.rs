@@ -239,7 +239,13 @@ fn write_legacy_session(port: u16, prefix: &str, id: &SessionId, queued: Option<
     );
     cli(
         port,
-        &["SET", &key("charge"), "user:old-user", "EX", "3600"],
+        &[
+            "SET",
+            &key("charge"),
+            r#"{"scope":"user:old-user","per_day":1000}"#,
+            "EX",
+            "3600",
+        ],
     );
     if let Some(message) = queued {
         cli(port, &["RPUSH", &key("history"), &message.to_json()]);
@@ -303,12 +309,10 @@ async fn a_deployment_on_the_old_layout_is_migrated_at_start() {
     assert!((1..=3600).contains(&ttl), "the TTL came along: {ttl}");
     assert_eq!(backend.active_sessions().await.unwrap(), 2);
     assert_eq!(backend.session(&expired).await.unwrap(), None);
-    let charged = backend.charge_usage(&idle, 5).await.unwrap();
-    assert_eq!(
-        charged.as_deref(),
-        Some("user:old-user"),
-        "who pays came along"
-    );
+    let charge = backend.charge_of(&idle).await.unwrap();
+    let charge = charge.expect("who pays came along");
+    assert_eq!(charge.scope, "user:old-user");
+    assert_eq!(charge.per_day, Some(1000));
 
     // The queued message is answered from its partition, exactly once.
     let delivered = deliveries_within(&backend, 2, Duration::from_secs(2)).await;
