@@ -1,7 +1,7 @@
 //! Service information and probes: `/`, `/health`, `/livez`, `/status`. Each answer
 //! is a typed body, so `/openapi.json` describes exactly what is sent.
 
-use crate::error::ErrorBody;
+use super::refusals::{TooManyRequests, Unauthenticated};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -368,8 +368,7 @@ pub struct QueueInfo {
 #[utoipa::path(get, path = "/status", tag = "service", security((), ("bearer" = [])), responses(
     (status = 200, description = "This instance, its model and its load.", body = InstanceStatus),
     (status = 503, description = "Degraded: the store could not be read (its fields are `null`).", body = InstanceStatus),
-    (status = 401, description = "Authentication is on and the token is missing or invalid.", body = ErrorBody),
-    (status = 429, description = "Too many requests from this user or address; see `Retry-After`.", body = ErrorBody)))]
+    Unauthenticated, TooManyRequests))]
 pub async fn status(State(state): State<AppState>) -> (StatusCode, Json<InstanceStatus>) {
     let settings = &state.settings;
     let llm = &settings.llm;

@@ -4,5 +4,6 @@ pub mod demo;
 pub mod info;
 pub mod metrics;
 pub mod ownership;
+pub mod refusals;
 pub mod sessions;
 pub mod usage;

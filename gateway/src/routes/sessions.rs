@@ -3,6 +3,9 @@
 //! by axum's `Json`), so every malformed body gets the contract's 400, never a 415/422.
 
 use super::ownership::{claim_session_slot, load_owned, release_session_slot, require_owner};
+use super::refusals::{
+    InvalidSessionId, SessionNotFound, TooManyRequests, Unauthenticated, Unavailable,
+};
 use crate::auth::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::socket_url::BadHost;
@@ -165,11 +168,11 @@ pub struct SessionPathParams {
     responses(
         (status = 201, description = "Created.", body = SessionCreated),
         (status = 400, description = "The body is not a JSON object of these fields, `user_id` is too long, or the Host header is unusable (`invalid_request`).", body = ErrorBody),
-        (status = 401, description = "Authentication is on and the token is missing or invalid.", body = ErrorBody),
+        Unauthenticated,
         (status = 408, description = "The body did not arrive within `HTTP_REQUEST_TIMEOUT_SECS`.", body = ErrorBody),
         (status = 413, description = "The body is over `MAX_BODY_BYTES` or the metadata over `MAX_METADATA_BYTES` (`payload_too_large`).", body = ErrorBody),
         (status = 429, description = "Too many requests or sessions for this user or address; see `Retry-After`.", body = ErrorBody),
-        (status = 503, description = "The store cannot be reached (`unavailable`).", body = ErrorBody)))]
+        Unavailable))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -259,11 +262,7 @@ pub async fn create(
     params(SessionPathParams), security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The session.", body = SessionInfo),
-        (status = 400, description = "The id is not a valid session id (`invalid_request`).", body = ErrorBody),
-        (status = 401, description = "Authentication is on and the token is missing or invalid.", body = ErrorBody),
-        (status = 404, description = "No such session, or another user's (`session_not_found`).", body = ErrorBody),
-        (status = 429, description = "Too many requests from this user or address; see `Retry-After`.", body = ErrorBody),
-        (status = 503, description = "The store cannot be reached (`unavailable`).", body = ErrorBody)))]
+        InvalidSessionId, Unauthenticated, SessionNotFound, TooManyRequests, Unavailable))]
 pub async fn info(
     State(state): State<AppState>,
     caller: Caller,
@@ -288,11 +287,7 @@ pub async fn info(
     params(SessionPathParams), security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Deleted; its sockets were closed with 4404.", body = SessionDeleted),
-        (status = 400, description = "The id is not a valid session id (`invalid_request`).", body = ErrorBody),
-        (status = 401, description = "Authentication is on and the token is missing or invalid.", body = ErrorBody),
-        (status = 404, description = "No such session, or another user's (`session_not_found`).", body = ErrorBody),
-        (status = 429, description = "Too many requests from this user or address; see `Retry-After`.", body = ErrorBody),
-        (status = 503, description = "The store cannot be reached (`unavailable`).", body = ErrorBody)))]
+        InvalidSessionId, Unauthenticated, SessionNotFound, TooManyRequests, Unavailable))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -318,11 +313,7 @@ pub async fn delete(
     params(SessionPathParams), security((), ("bearer" = [])),
     responses(
         (status = 200, description = "`cancelled` (its `complete` follows, marked `cancelled`) or `idle`.", body = CancelResult),
-        (status = 400, description = "The id is not a valid session id (`invalid_request`).", body = ErrorBody),
-        (status = 401, description = "Authentication is on and the token is missing or invalid.", body = ErrorBody),
-        (status = 404, description = "No such session, or another user's (`session_not_found`).", body = ErrorBody),
-        (status = 429, description = "Too many requests from this user or address; see `Retry-After`.", body = ErrorBody),
-        (status = 503, description = "The store cannot be reached (`unavailable`).", body = ErrorBody)))]
+        InvalidSessionId, Unauthenticated, SessionNotFound, TooManyRequests, Unavailable))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
@@ -346,10 +337,7 @@ pub async fn cancel(
     responses(
         (status = 200, description = "One page of history, oldest first.", body = MessagesPage),
         (status = 400, description = "A bad id, `limit` or `before` (`invalid_request`).", body = ErrorBody),
-        (status = 401, description = "Authentication is on and the token is missing or invalid.", body = ErrorBody),
-        (status = 404, description = "No such session, or another user's (`session_not_found`).", body = ErrorBody),
-        (status = 429, description = "Too many requests from this user or address; see `Retry-After`.", body = ErrorBody),
-        (status = 503, description = "The store cannot be reached (`unavailable`).", body = ErrorBody)))]
+        Unauthenticated, SessionNotFound, TooManyRequests, Unavailable))]
 pub async fn messages(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,7 +1,8 @@
 //! `GET /api/usage`: the caller's token budget, window by window (`limits::budget`).
 
+use super::refusals::{TooManyRequests, Unauthenticated, Unavailable};
 use crate::auth::caller::{Authn, Caller};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::limits::budget;
 use crate::limits::rest::RateKey;
 use crate::state::AppState;
@@ -35,9 +36,7 @@ pub struct UsageReport {
 #[utoipa::path(get, path = "/api/usage", operation_id = "usage", tag = "usage",
     security((), ("bearer" = [])), responses(
     (status = 200, description = "Tokens used and left per budget window.", body = UsageReport),
-    (status = 401, description = "Authentication is on and the token is missing or invalid.", body = ErrorBody),
-    (status = 429, description = "Too many requests from this user or address; see `Retry-After`.", body = ErrorBody),
-    (status = 503, description = "The store cannot be reached (`unavailable`).", body = ErrorBody)))]
+    Unauthenticated, TooManyRequests, Unavailable))]
 pub async fn usage(
     State(state): State<AppState>,
     _caller: Caller,

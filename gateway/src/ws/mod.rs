@@ -16,6 +16,7 @@ use crate::limits::budget::Budget;
 use crate::limits::client_ip::ClientAddr;
 use crate::limits::rest::RateKey;
 use crate::limits::sockets::{Admission, session_scope};
+use crate::routes::refusals::UpgradeRefused;
 use crate::state::AppState;
 use admission::Gate;
 use axum::Extension;
@@ -75,9 +76,7 @@ pub struct WsQuery {
     security((), ("bearer" = [])),
     responses(
         (status = 101, description = "Switching protocols. Frames from the client: the `ClientFrameWire` schema; from the server: `StreamEvent` (stream protocol) or `SimpleEvent` (simple protocol). Refusals after the upgrade are an `error` event and a close code (4401, 4404, 4429, 1008, 1013); see docs/protocol.md."),
-        (status = 400, description = "Not a WebSocket handshake (`invalid_request`).", body = ErrorBody),
-        (status = 426, description = "The connection cannot be upgraded (`invalid_request`).", body = ErrorBody),
-        (status = 429, description = "Too many upgrades from this user or address; see `Retry-After`.", body = ErrorBody)))]
+        UpgradeRefused))]
 pub async fn upgrade(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
@@ -102,9 +101,7 @@ pub async fn upgrade(
     security((), ("bearer" = [])),
     responses(
         (status = 101, description = "Switching protocols, on a new session named by the `connected` event. Frames as on `/ws/{id}`; see docs/protocol.md."),
-        (status = 400, description = "Not a WebSocket handshake (`invalid_request`).", body = ErrorBody),
-        (status = 426, description = "The connection cannot be upgraded (`invalid_request`).", body = ErrorBody),
-        (status = 429, description = "Too many upgrades from this user or address; see `Retry-After`.", body = ErrorBody)))]
+        UpgradeRefused))]
 pub async fn upgrade_new_session(
     State(state): State<AppState>,
     query: Result<Query<WsQuery>, QueryRejection>,
