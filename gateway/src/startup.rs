@@ -273,25 +273,13 @@ fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(demo::script))
         .routes(routes!(demo::stylesheet));
 
-    let mut create = OpenApiRouter::new().routes(routes!(sessions::create));
-    // Each limit is two layers: the pod's bucket first, then the deployment's (store).
-    if let Some(rate) = Rate::new(
+    let create = rate_limited(
+        OpenApiRouter::new().routes(routes!(sessions::create)),
+        state,
+        Limit::Sessions,
         protection.create_session_per_minute,
         protection.create_session_burst,
-    ) {
-        let backend = state.backend.clone();
-        create = create.route_layer(from_fn(move |request: Request, next: Next| {
-            let backend = backend.clone();
-            async move { shared_rate::enforce(&backend, Limit::Sessions, rate, request, next).await }
-        }));
-    }
-    if let Some(limit) = RestLimit::new(
-        protection.create_session_per_minute,
-        protection.create_session_burst,
-    ) {
-        limit.spawn_cleanup(state.shutdown.clone());
-        create = create.route_layer(limit.layer());
-    }
+    );
     let rest = OpenApiRouter::new()
         .routes(routes!(info::status))
         .routes(routes!(sessions::info))
@@ -301,26 +289,14 @@ fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(usage::usage))
         .merge(create)
         .route_layer(from_fn(require_caller));
-    let mut protected = rest
-        .routes(routes!(ws::upgrade))
-        .routes(routes!(ws::upgrade_new_session));
-    if let Some(rate) = Rate::new(
+    let protected = rate_limited(
+        rest.routes(routes!(ws::upgrade))
+            .routes(routes!(ws::upgrade_new_session)),
+        state,
+        Limit::Requests,
         protection.rate_limit_per_minute,
         protection.rate_limit_burst,
-    ) {
-        let backend = state.backend.clone();
-        protected = protected.route_layer(from_fn(move |request: Request, next: Next| {
-            let backend = backend.clone();
-            async move { shared_rate::enforce(&backend, Limit::Requests, rate, request, next).await }
-        }));
-    }
-    if let Some(limit) = RestLimit::new(
-        protection.rate_limit_per_minute,
-        protection.rate_limit_burst,
-    ) {
-        limit.spawn_cleanup(state.shutdown.clone());
-        protected = protected.route_layer(limit.layer());
-    }
+    );
     let verifying = security.clone();
     let protected = protected
         .route_layer(from_fn(move |request: Request, next: Next| {
@@ -332,6 +308,29 @@ fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
             async move { record_client(&security.trusted_proxies, request, next).await }
         }));
     public.merge(protected)
+}
+
+/// Limits `router` to `per_minute` (with `burst`) per caller, in two layers: the pod's
+/// bucket first, then the deployment's (store); `per_minute` 0 means no limit.
+fn rate_limited(
+    mut router: OpenApiRouter<AppState>,
+    state: &AppState,
+    limit: Limit,
+    per_minute: u32,
+    burst: u32,
+) -> OpenApiRouter<AppState> {
+    if let Some(rate) = Rate::new(per_minute, burst) {
+        let backend = state.backend.clone();
+        router = router.route_layer(from_fn(move |request: Request, next: Next| {
+            let backend = backend.clone();
+            async move { shared_rate::enforce(&backend, limit, rate, request, next).await }
+        }));
+    }
+    if let Some(local) = RestLimit::new(per_minute, burst) {
+        local.spawn_cleanup(state.shutdown.clone());
+        router = router.route_layer(local.layer());
+    }
+    router
 }
 
 /// A request (its body included: a slow upload holds a task) must be answered within
