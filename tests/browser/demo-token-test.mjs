@@ -5,31 +5,16 @@
 //
 // usage: node demo-token-test.mjs <baseUrl> <token>
 // Prints `RESULT {json}` on success; exits non-zero with `FAIL [step] reason` otherwise.
-import { chromium } from 'playwright-core';
+import { STEP_MS, args, fail, openPage, run, send, step, waitAnswered, waitConnected } from './harness.mjs';
 
-const [baseArg, token] = process.argv.slice(2);
-if (!baseArg || !token) {
-  console.error('usage: node demo-token-test.mjs <baseUrl> <token>');
-  process.exit(2);
-}
-const base = baseArg.replace(/\/+$/, '');
-const STEP_MS = Number(process.env.DEMO_STEP_TIMEOUT_MS || 30000);
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-let step = 'launch';
-const fail = (msg) => { throw new Error(msg); };
-setTimeout(() => {
-  console.error(`FAIL [${step}] the whole run took longer than ${(STEP_MS * 4) / 1000} s`);
-  process.exit(1);
-}, STEP_MS * 4).unref();
+const [base, token] = args('demo-token-test.mjs', ['baseUrl', 'token']);
 
 // Opens `url` in a fresh context and follows what the page requests and shows.
 async function visit(browser, url, { answerPrompt }) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const seen = { requested: [], sockets: [], prompts: 0, violations: [], pageErrors: [] };
+  const { context, page, errors } = await openPage(browser);
+  const seen = { requested: [], sockets: [], prompts: 0, violations: [], pageErrors: errors };
   page.on('request', (r) => seen.requested.push(r.url()));
   page.on('websocket', (ws) => seen.sockets.push(ws.url()));
-  page.on('pageerror', (e) => seen.pageErrors.push(String(e)));
   page.on('dialog', async (d) => {
     seen.prompts += 1;
     if (d.type() === 'prompt' && answerPrompt) await d.accept(token); else await d.dismiss();
@@ -41,15 +26,10 @@ async function visit(browser, url, { answerPrompt }) {
   });
   const res = await page.goto(url, { timeout: STEP_MS });
   if (!res || !res.ok()) fail(`GET ${url} answered ${res && res.status()}`);
-  await page.waitForFunction(() => window.chatDemo && window.chatDemo.state.status === 'connected',
-    null, { timeout: STEP_MS }).catch(() => fail(`${url}: the page never connected`));
+  await waitConnected(page, url);
   // One exchange, to be sure REST and the socket both carry the token.
-  await page.locator('#input').fill('hello with a token');
-  await page.locator('#input').press('Enter');
-  await page.waitForFunction(() => {
-    const all = document.querySelectorAll('#messages li.msg.assistant');
-    return all.length > 0 && all[all.length - 1].dataset.state === 'complete';
-  }, null, { timeout: STEP_MS }).catch(() => fail(`${url}: no complete answer`));
+  await send(page, 'hello with a token');
+  await waitAnswered(page, url);
   seen.address = page.url();
   seen.historyLength = await page.evaluate(() => history.length);
   seen.violations = await page.evaluate(() => window.__violations);
@@ -70,43 +50,28 @@ function checkNoTokenInUrls(seen, what) {
   if (!seen.sockets.length) fail(`${what}: no socket was opened`);
 }
 
-async function main() {
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  try {
-    step = 'fragment';
-    const byFragment = await visit(browser, `${base}/demo#token=${token}`, { answerPrompt: false });
-    checkNoTokenInUrls(byFragment, 'fragment');
-    if (byFragment.prompts !== 0) fail('a token in the fragment still prompted');
+run(4, async (browser) => {
+  step('fragment');
+  const byFragment = await visit(browser, `${base}/demo#token=${token}`, { answerPrompt: false });
+  checkNoTokenInUrls(byFragment, 'fragment');
+  if (byFragment.prompts !== 0) fail('a token in the fragment still prompted');
 
-    step = 'query';
-    const byQuery = await visit(browser, `${base}/demo?token=${token}`, { answerPrompt: false });
-    if (byQuery.address.includes('token=')) fail(`an old ?token= stayed in the address: ${byQuery.address}`);
-    if (byQuery.violations.length) fail(`CSP violations: ${byQuery.violations.join(' | ')}`);
+  step('query');
+  const byQuery = await visit(browser, `${base}/demo?token=${token}`, { answerPrompt: false });
+  if (byQuery.address.includes('token=')) fail(`an old ?token= stayed in the address: ${byQuery.address}`);
+  if (byQuery.violations.length) fail(`CSP violations: ${byQuery.violations.join(' | ')}`);
 
-    step = 'prompt';
-    const byPrompt = await visit(browser, `${base}/demo`, { answerPrompt: true });
-    checkNoTokenInUrls(byPrompt, 'prompt');
-    if (byPrompt.prompts < 1) fail('no prompt asked for the token');
+  step('prompt');
+  const byPrompt = await visit(browser, `${base}/demo`, { answerPrompt: true });
+  checkNoTokenInUrls(byPrompt, 'prompt');
+  if (byPrompt.prompts < 1) fail('no prompt asked for the token');
 
-    const result = {
-      ok: true,
-      fragment: { address: byFragment.address, prompts: byFragment.prompts, sockets: byFragment.sockets },
-      query: { address: byQuery.address },
-      prompt: { address: byPrompt.address, prompts: byPrompt.prompts, sockets: byPrompt.sockets },
-      urls_requested: byFragment.requested.length + byPrompt.requested.length,
-    };
-    console.log(`RESULT ${JSON.stringify(result)}`);
-  } finally {
-    await browser.close().catch(() => {});
-  }
-}
-
-main().then(() => process.exit(0), (err) => {
-  console.error(`FAIL [${step}] ${err && err.message ? err.message : err}`);
-  process.exit(1);
+  const result = {
+    ok: true,
+    fragment: { address: byFragment.address, prompts: byFragment.prompts, sockets: byFragment.sockets },
+    query: { address: byQuery.address },
+    prompt: { address: byPrompt.address, prompts: byPrompt.prompts, sockets: byPrompt.sockets },
+    urls_requested: byFragment.requested.length + byPrompt.requested.length,
+  };
+  console.log(`RESULT ${JSON.stringify(result)}`);
 });

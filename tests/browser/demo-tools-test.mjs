@@ -16,23 +16,10 @@
 //     as stored in `function_calls`).
 // On success prints one line: RESULT {"ok":true, ...}.
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { STEP_MS, args, fail, openPage, run, send, step, waitAnswered, waitConnected } from './harness.mjs';
 
-const [baseArg, shotDir, message, toolName] = process.argv.slice(2);
-if (!baseArg || !shotDir || !message || !toolName) {
-  console.error('usage: node demo-tools-test.mjs <baseUrl> <screenshotDir> <message> <toolName>');
-  process.exit(2);
-}
-const base = baseArg.replace(/\/+$/, '');
-const STEP_MS = Number(process.env.DEMO_STEP_TIMEOUT_MS || 30000);
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-
-let step = 'launch';
-const fail = (msg) => { throw new Error(msg); };
-setTimeout(() => {
-  console.error(`FAIL [${step}] the whole run took longer than ${(STEP_MS * 4) / 1000} s`);
-  process.exit(1);
-}, STEP_MS * 4).unref();
+const [base, shotDir, message, toolName] = args('demo-tools-test.mjs',
+  ['baseUrl', 'screenshotDir', 'message', 'toolName']);
 
 // In the page: records every tool line added to an assistant bubble, with its text then.
 function watchTools() {
@@ -56,80 +43,54 @@ const toolLines = () => [...document.querySelectorAll('#messages li.msg.assistan
     state: t.dataset.state, shown: t.textContent })),
 }));
 
-async function waitConnected(page, what) {
-  await page.waitForFunction(() => window.chatDemo && window.chatDemo.state.status === 'connected',
-    null, { timeout: STEP_MS }).catch(() => fail(`${what}: the page did not reach "connected"`));
-}
-
-async function main() {
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  const pageErrors = [];
+run(4, async (browser) => {
   const frames = [];
-  try {
-    const page = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
-    page.on('pageerror', (e) => pageErrors.push(String(e)));
-    page.on('websocket', (ws) => ws.on('framereceived', ({ payload }) => {
-      try { frames.push(JSON.parse(String(payload))); } catch { /* not JSON */ }
-    }));
+  const { page, errors: pageErrors } = await openPage(browser, { viewport: { width: 390, height: 844 } });
+  page.on('websocket', (ws) => ws.on('framereceived', ({ payload }) => {
+    try { frames.push(JSON.parse(String(payload))); } catch { /* not JSON */ }
+  }));
 
-    step = 'open';
-    const res = await page.goto(`${base}/demo`, { timeout: STEP_MS });
-    if (!res || !res.ok()) fail(`GET /demo answered ${res && res.status()}`);
-    await waitConnected(page, 'first load');
-    const sessionId = await page.evaluate(() => window.chatDemo.state.sessionId);
-    await page.evaluate(watchTools);
+  step('open');
+  const res = await page.goto(`${base}/demo`, { timeout: STEP_MS });
+  if (!res || !res.ok()) fail(`GET /demo answered ${res && res.status()}`);
+  await waitConnected(page, 'first load');
+  const sessionId = await page.evaluate(() => window.chatDemo.state.sessionId);
+  await page.evaluate(watchTools);
 
-    step = 'live';
-    await page.locator('#input').fill(message);
-    await page.locator('#input').press('Enter');
-    await page.waitForFunction(() => {
-      const all = document.querySelectorAll('#messages li.msg.assistant');
-      return all.length && all[all.length - 1].dataset.state === 'complete';
-    }, null, { timeout: STEP_MS }).catch(() => fail('the answer did not complete'));
-    const log = await page.evaluate(() => window.toolLog);
-    const called = frames.filter((f) => f.type === 'function_called');
-    if (called.length !== 1) fail(`expected one function_called frame, got ${JSON.stringify(called)}`);
-    if (log.length !== 1) fail(`expected one tool line added, got ${JSON.stringify(log)}`);
-    const [added] = log;
-    if (added.name !== toolName || added.callId !== called[0].call_id) {
-      fail(`the tool line ${JSON.stringify(added)} is not the call ${JSON.stringify(called[0])}`);
-    }
-    if (added.state !== 'calling' || added.textThen !== '') {
-      fail(`the tool line was not shown while the call ran, before any text: ${JSON.stringify(added)}`);
-    }
-    const live = (await page.evaluate(toolLines)).at(-1);
-    if (!live.text) fail('the answer is empty');
-    if (live.tools.length !== 1 || live.tools[0].state !== 'called' || !live.tools[0].shown.includes(toolName)) {
-      fail(`after complete the bubble's tool line is ${JSON.stringify(live.tools)}`);
-    }
-    await page.screenshot({ path: path.join(shotDir, 'demo-tools.png') });
-
-    step = 'reload';
-    await page.reload({ timeout: STEP_MS });
-    await waitConnected(page, 'after reload');
-    const ok = await page.waitForFunction((t) => {
-      const all = document.querySelectorAll('#messages li.msg.assistant');
-      return all.length && all[all.length - 1].querySelector('.text').textContent === t;
-    }, live.text, { timeout: STEP_MS }).then(() => true, () => false);
-    if (!ok) fail('the answer was not rendered from history');
-    const again = (await page.evaluate(toolLines)).at(-1);
-    if (JSON.stringify(again.tools) !== JSON.stringify(live.tools)) {
-      fail(`from history the tool lines are ${JSON.stringify(again.tools)}, live they were ${JSON.stringify(live.tools)}`);
-    }
-    if (pageErrors.length) fail(`uncaught errors in the page: ${pageErrors.join(' | ')}`);
-    console.log(`RESULT ${JSON.stringify({ ok: true, session_id: sessionId, call_id: added.callId,
-      tool_line: live.tools[0].shown, answer_chars: live.text.length })}`);
-  } finally {
-    await browser.close().catch(() => {});
+  step('live');
+  await send(page, message);
+  await waitAnswered(page, 'live');
+  const log = await page.evaluate(() => window.toolLog);
+  const called = frames.filter((f) => f.type === 'function_called');
+  if (called.length !== 1) fail(`expected one function_called frame, got ${JSON.stringify(called)}`);
+  if (log.length !== 1) fail(`expected one tool line added, got ${JSON.stringify(log)}`);
+  const [added] = log;
+  if (added.name !== toolName || added.callId !== called[0].call_id) {
+    fail(`the tool line ${JSON.stringify(added)} is not the call ${JSON.stringify(called[0])}`);
   }
-}
+  if (added.state !== 'calling' || added.textThen !== '') {
+    fail(`the tool line was not shown while the call ran, before any text: ${JSON.stringify(added)}`);
+  }
+  const live = (await page.evaluate(toolLines)).at(-1);
+  if (!live.text) fail('the answer is empty');
+  if (live.tools.length !== 1 || live.tools[0].state !== 'called' || !live.tools[0].shown.includes(toolName)) {
+    fail(`after complete the bubble's tool line is ${JSON.stringify(live.tools)}`);
+  }
+  await page.screenshot({ path: path.join(shotDir, 'demo-tools.png') });
 
-main().then(() => process.exit(0), (err) => {
-  console.error(`FAIL [${step}] ${err && err.message ? err.message : err}`);
-  process.exit(1);
+  step('reload');
+  await page.reload({ timeout: STEP_MS });
+  await waitConnected(page, 'after reload');
+  const ok = await page.waitForFunction((t) => {
+    const all = document.querySelectorAll('#messages li.msg.assistant');
+    return all.length && all[all.length - 1].querySelector('.text').textContent === t;
+  }, live.text, { timeout: STEP_MS }).then(() => true, () => false);
+  if (!ok) fail('the answer was not rendered from history');
+  const again = (await page.evaluate(toolLines)).at(-1);
+  if (JSON.stringify(again.tools) !== JSON.stringify(live.tools)) {
+    fail(`from history the tool lines are ${JSON.stringify(again.tools)}, live they were ${JSON.stringify(live.tools)}`);
+  }
+  if (pageErrors.length) fail(`uncaught errors in the page: ${pageErrors.join(' | ')}`);
+  console.log(`RESULT ${JSON.stringify({ ok: true, session_id: sessionId, call_id: added.callId,
+    tool_line: live.tools[0].shown, answer_chars: live.text.length })}`);
 });

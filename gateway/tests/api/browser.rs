@@ -3,16 +3,32 @@
 //! history. Screenshots are kept in `artifacts/browser/`.
 
 use crate::helpers::{Mode, TestEnv, TestGateway};
+use serde_json::Value;
 use std::path::PathBuf;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_page_streams_resumes_and_reloads_in_chromium() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+/// `artifacts/browser/` (created), where the page tests leave their screenshots.
+fn screenshots() -> PathBuf {
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../artifacts/browser");
+    std::fs::create_dir_all(&shots).expect("artifacts dir");
+    shots
+}
+
+/// Runs `tests/browser/<script>` in Chromium on `env`'s gateway (its URL first, then
+/// `args`) and returns its RESULT, which must be ok.
+async fn run_page(script: &str, env: &TestEnv, args: &[&str]) -> Value {
     let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         PathBuf::from(&chromium).exists(),
         "Chromium is needed at {chromium} (apt-get install chromium; the README's test command does it)"
     );
+    let url = env.gw().url("");
+    let result = TestGateway::run_node("browser", script, &[&[url.as_str()], args].concat()).await;
+    assert_eq!(result["ok"], true, "{result}");
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_page_streams_resumes_and_reloads_in_chromium() {
     // Slow enough for the page to be seen streaming, and for the drop to land mid-answer.
     let env = TestEnv::builder(Mode::Embedded)
         .mock(|m| {
@@ -21,16 +37,8 @@ async fn demo_page_streams_resumes_and_reloads_in_chromium() {
         })
         .start()
         .await;
-    let shots = root.join("artifacts/browser");
-    std::fs::create_dir_all(&shots).expect("artifacts dir");
-
-    let result = TestGateway::run_node(
-        "browser",
-        "demo-test.mjs",
-        &[&env.gw().url(""), &shots.to_string_lossy()],
-    )
-    .await;
-    assert_eq!(result["ok"], true, "{result}");
+    let shots = screenshots();
+    let result = run_page("demo-test.mjs", &env, &[&shots.to_string_lossy()]).await;
     assert!(
         result["first_answer"]["intermediate_texts"].as_u64() >= Some(2),
         "{result}"
@@ -60,13 +68,7 @@ async fn demo_page_streams_resumes_and_reloads_in_chromium() {
 async fn demo_page_takes_its_token_from_the_fragment_or_a_prompt() {
     let env = crate::security_support::auth_env(|_| {}).await;
     let token = crate::security_support::token("browser-user");
-    let result = TestGateway::run_node(
-        "browser",
-        "demo-token-test.mjs",
-        &[&env.gw().url(""), &token],
-    )
-    .await;
-    assert_eq!(result["ok"], true, "{result}");
+    let result = run_page("demo-token-test.mjs", &env, &[&token]).await;
     for case in ["fragment", "query", "prompt"] {
         let address = result[case]["address"].as_str().expect("address");
         assert!(!address.contains("token"), "{case}: {address}");
@@ -94,22 +96,18 @@ async fn demo_page_shows_function_calls_live_and_from_history() {
         .settings(move |s| s.llm.with_agent(agent.clone()))
         .start()
         .await;
-    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../artifacts/browser");
-    std::fs::create_dir_all(&shots).expect("artifacts dir");
     // The first-token delay holds each model turn back, so the tool line is on screen
     // well before the answer's first chunk.
-    let result = TestGateway::run_node(
-        "browser",
+    let result = run_page(
         "demo-tools-test.mjs",
+        &env,
         &[
-            &env.gw().url(""),
-            &shots.to_string_lossy(),
+            &screenshots().to_string_lossy(),
             "When do you open? [mock:tool=clinic_kb][mock:first=300]",
             "clinic_kb",
         ],
     )
     .await;
-    assert_eq!(result["ok"], true, "{result}");
     let id = result["session_id"].as_str().expect("session id");
     let (_, history) = env.gw().get(&format!("/api/session/{id}/messages")).await;
     assert_eq!(
@@ -131,15 +129,12 @@ async fn demo_page_rebuilds_after_a_reload_and_keeps_previous_chats() {
         })
         .start()
         .await;
-    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../artifacts/browser");
-    std::fs::create_dir_all(&shots).expect("artifacts dir");
-    let result = TestGateway::run_node(
-        "browser",
+    let result = run_page(
         "demo-reload-test.mjs",
-        &[&env.gw().url(""), &shots.to_string_lossy()],
+        &env,
+        &[&screenshots().to_string_lossy()],
     )
     .await;
-    assert_eq!(result["ok"], true, "{result}");
     assert_eq!(
         result["streamed_after_reload"], true,
         "the reload landed mid-answer: {result}"
