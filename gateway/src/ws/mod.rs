@@ -23,7 +23,7 @@ use axum::Extension;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -80,15 +80,11 @@ pub struct WsQuery {
 pub async fn upgrade(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
-    query: Result<Query<WsQuery>, QueryRejection>,
-    headers: HeaderMap,
-    authn: Option<Extension<Authn>>,
-    client: Option<Extension<ClientAddr>>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    handshake: Handshake,
 ) -> Response {
     // An id that is not even UTF-8 is refused after the upgrade like any invalid id.
     let target = Target::Existing(path.map(|Path(id)| id).unwrap_or_default());
-    serve(state, target, query, headers, authn, client, ws)
+    serve(state, target, handshake)
 }
 
 /// `/ws` with no id: each socket gets a new session (the `connected` event names it),
@@ -102,15 +98,19 @@ pub async fn upgrade(
     responses(
         (status = 101, description = "Switching protocols, on a new session named by the `connected` event. Frames as on `/ws/{id}`; see docs/protocol.md."),
         UpgradeRefused))]
-pub async fn upgrade_new_session(
-    State(state): State<AppState>,
+pub async fn upgrade_new_session(State(state): State<AppState>, handshake: Handshake) -> Response {
+    serve(state, Target::New, handshake)
+}
+
+/// What both socket routes read from the request; every part is kept, even when
+/// missing or broken, because `serve` decides how each is refused.
+#[derive(FromRequestParts)]
+pub struct Handshake {
     query: Result<Query<WsQuery>, QueryRejection>,
     headers: HeaderMap,
     authn: Option<Extension<Authn>>,
     client: Option<Extension<ClientAddr>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    serve(state, Target::New, query, headers, authn, client, ws)
 }
 
 /// Which session a socket is for.
@@ -121,15 +121,14 @@ enum Target {
     New,
 }
 
-fn serve(
-    state: AppState,
-    target: Target,
-    query: Result<Query<WsQuery>, QueryRejection>,
-    headers: HeaderMap,
-    authn: Option<Extension<Authn>>,
-    client: Option<Extension<ClientAddr>>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
+fn serve(state: AppState, target: Target, handshake: Handshake) -> Response {
+    let Handshake {
+        query,
+        headers,
+        authn,
+        client,
+        ws,
+    } = handshake;
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => {
