@@ -13,6 +13,18 @@ fn screenshots() -> PathBuf {
     shots
 }
 
+/// An embedded gateway whose model streams `tokens` tokens 60 ms apart, slow enough for
+/// a page to be seen (and reloaded, or cut off) mid-answer.
+async fn slow_stream(tokens: usize) -> TestEnv {
+    TestEnv::builder(Mode::Embedded)
+        .mock(|m| {
+            m.token_delay_ms = 60;
+            m.tokens = tokens;
+        })
+        .start()
+        .await
+}
+
 /// Runs `tests/browser/<script>` in Chromium on `env`'s gateway (its URL first, then
 /// `args`) and returns its RESULT, which must be ok.
 async fn run_page(script: &str, env: &TestEnv, args: &[&str]) -> Value {
@@ -30,13 +42,7 @@ async fn run_page(script: &str, env: &TestEnv, args: &[&str]) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_page_streams_resumes_and_reloads_in_chromium() {
     // Slow enough for the page to be seen streaming, and for the drop to land mid-answer.
-    let env = TestEnv::builder(Mode::Embedded)
-        .mock(|m| {
-            m.token_delay_ms = 60;
-            m.tokens = 30;
-        })
-        .start()
-        .await;
+    let env = slow_stream(30).await;
     let shots = screenshots();
     let result = run_page("demo-test.mjs", &env, &[&shots.to_string_lossy()]).await;
     assert!(
@@ -122,13 +128,7 @@ async fn demo_page_shows_function_calls_live_and_from_history() {
 /// names the model, asks before "New chat" and offers the previous chats.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_page_rebuilds_after_a_reload_and_keeps_previous_chats() {
-    let env = TestEnv::builder(Mode::Embedded)
-        .mock(|m| {
-            m.token_delay_ms = 60;
-            m.tokens = 40;
-        })
-        .start()
-        .await;
+    let env = slow_stream(40).await;
     let result = run_page(
         "demo-reload-test.mjs",
         &env,
