@@ -71,7 +71,7 @@ impl Bench {
                 "`mock-llm --tokens {TOKENS}` (figures 1, 2, 5-8) and `mock-llm --tokens 20` (figure 3), no delays unless a message asks (`[mock:first=..]`, `[mock:slow=..]`)."
             ),
             format!(
-                "Gateway and worker: release builds, one of each per figure on its own `KEY_PREFIX`, `RUN_WORKER=false`, `RUST_LOG=warn`, `WS_MESSAGES_PER_MINUTE=WS_MESSAGE_BURST=1000000`, `MAX_PENDING_MESSAGES=100000`, `WORKER_CONCURRENCY=4096`, per-address and per-user limits off (`RATE_LIMIT_PER_MINUTE=CREATE_SESSION_PER_MINUTE=MESSAGES_PER_MINUTE_PER_USER=MESSAGES_PER_MINUTE_PER_ADDRESS=MAX_SOCKETS_PER_USER=MAX_SESSIONS_PER_USER=0`, `MAX_CONNECTIONS=100000`), `AUTO_CREATE_SESSIONS=true` (the simple client's socket names its own session){}.",
+                "Gateway and worker: release builds, one of each per figure on its own `KEY_PREFIX`, `RUN_WORKER=false`, `RUST_LOG=warn`, `WS_MESSAGES_PER_MINUTE=WS_MESSAGE_BURST=WS_FRAMES_PER_MINUTE=WS_FRAME_BURST=1000000`, `MAX_PENDING_MESSAGES=100000`, `WORKER_CONCURRENCY=4096`, per-address and per-user limits off (`RATE_LIMIT_PER_MINUTE=CREATE_SESSION_PER_MINUTE=MESSAGES_PER_MINUTE_PER_USER=MESSAGES_PER_MINUTE_PER_ADDRESS=MAX_SOCKETS_PER_USER=MAX_SESSIONS_PER_USER=0`, `MAX_CONNECTIONS=100000`), `AUTO_CREATE_SESSIONS=true` (the simple client's socket names its own session){}.",
                 if self.authenticated {
                     ", `JWT_SECRET` set (every session authenticated with its own HS256 token)"
                 } else {
@@ -100,6 +100,9 @@ impl Bench {
             ("RUN_WORKER", "false".to_owned()),
             ("WS_MESSAGES_PER_MINUTE", "1000000".to_owned()),
             ("WS_MESSAGE_BURST", "1000000".to_owned()),
+            // Figure 5 writes 400 frames back to back on each socket.
+            ("WS_FRAMES_PER_MINUTE", "1000000".to_owned()),
+            ("WS_FRAME_BURST", "1000000".to_owned()),
             ("MAX_PENDING_MESSAGES", "100000".to_owned()),
             ("WORKER_CONCURRENCY", "4096".to_owned()),
             // Every session comes from one address (and, unauthenticated, one user).
