@@ -1,6 +1,7 @@
 //! The figures. Each function starts what it needs, alternates baseline and system
 //! runs `--repeat` times and returns the figure(s) with medians and every run's value.
 
+mod cluster;
 mod cost;
 mod fanout;
 
@@ -89,11 +90,24 @@ impl Bench {
         coalesce_ms: u64,
         mock_url: &str,
     ) -> anyhow::Result<Stack> {
+        let redis_url = self.redis.url();
+        self.stack_on(&redis_url, tag, worker, coalesce_ms, mock_url)
+    }
+
+    /// A stack whose store is the Redis at `redis_url` (figure 13's cluster).
+    fn stack_on(
+        &mut self,
+        redis_url: &str,
+        tag: &str,
+        worker: bool,
+        coalesce_ms: u64,
+        mock_url: &str,
+    ) -> anyhow::Result<Stack> {
         self.stacks += 1;
         let prefix = format!("bench{}", self.stacks);
         let mut env: Vec<(String, String)> = [
             ("RUST_LOG", "warn".to_owned()),
-            ("REDIS_URL", self.redis.url()),
+            ("REDIS_URL", redis_url.to_owned()),
             ("KEY_PREFIX", prefix.clone()),
             ("OPENAI_BASE_URL", format!("{mock_url}/v1")),
             ("LLM_MODEL", "mock-model".to_owned()),

@@ -13,7 +13,8 @@
 //! - `redis_bench`: `redis-benchmark` baselines and Redis command counts.
 //! - `figures`: one function per figure (or group sharing runs); `figures::cost`
 //!   holds CPU per answered message against the floor client (9-11),
-//!   `figures::fanout` one session on many sockets (12).
+//!   `figures::fanout` one session on many sockets (12), `figures::cluster` the
+//!   store on a Redis Cluster against one Redis (13).
 //! - `markdown`: the results as Markdown, written into `BENCHMARKS.md` between
 //!   markers so the hand-written parts (profiles, before/after) stay.
 
@@ -150,6 +151,9 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<()> {
     }
     if settings.wants(12) {
         figures.push(bench.fanout().await?);
+    }
+    if settings.wants(13) {
+        figures.push(bench.cluster().await?);
     }
     figures.sort_by_key(|f| f.number);
     figures.retain(|f| settings.wants(f.number));

@@ -152,6 +152,86 @@ impl Redis {
     }
 }
 
+/// A Redis Cluster of `masters` loopback masters (no replicas, no persistence), joined
+/// by `redis-cli --cluster create`, for figure 13.
+pub struct RedisClusterProcs {
+    ports: Vec<u16>,
+    procs: Vec<Proc>,
+}
+
+impl RedisClusterProcs {
+    pub fn start(logs: &Path, masters: usize) -> anyhow::Result<Self> {
+        let mut ports = Vec::new();
+        let mut procs = Vec::new();
+        for _ in 0..masters {
+            let port = free_port()?;
+            let conf = logs.join(format!("cluster-nodes-{port}.conf"));
+            let _ = std::fs::remove_file(&conf);
+            let mut command = Command::new("redis-server");
+            command.args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxclients",
+                "20000",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &conf.display().to_string(),
+            ]);
+            let log = logs.join(format!("redis-cluster-{port}.log"));
+            procs.push(Proc::spawn("redis-server", command, &log, false)?);
+            wait_port(port, Duration::from_secs(10))?;
+            ports.push(port);
+        }
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .arg("--cluster-yes")
+            .stdin(Stdio::null())
+            .output()
+            .context("running redis-cli --cluster create")?;
+        anyhow::ensure!(output.status.success(), "redis-cli --cluster create failed");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        for port in &ports {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "CLUSTER", "INFO"])
+                    .output()
+                    .context("running redis-cli")?;
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "the benchmark's cluster did not settle"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(Self { ports, procs })
+    }
+
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis-cluster://{}", nodes.join(","))
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.procs.iter().map(Proc::pid).collect()
+    }
+}
+
 /// Where the binaries are, and where logs go.
 #[derive(Debug, Clone)]
 pub struct Bins {
