@@ -87,7 +87,7 @@ impl Bench {
             name: "chunk events/s (100 sessions, coalescing off) and accepted messages/s (50 sockets): 3-master Redis Cluster vs one Redis".into(),
             system: format!("cluster: {cn:.0} chunks/s, {an:.0} msgs/s"),
             baseline: format!("one Redis: {c1:.0} chunks/s, {a1:.0} msgs/s"),
-            result: format!("**chunks {:.3}, accepts {:.3}**", cn / c1, an / a1),
+            result: format!("chunks {:.3}, accepts {:.3}", cn / c1, an / a1),
             target: "— (2 cores: the masters share the cores with everything else)".into(),
             met: None,
             details: vec![
