@@ -7,7 +7,7 @@ use loadtest::mock_llm::{MockServer, MockSettings};
 use serde_json::Value;
 use shared::backend::Backend;
 use shared::config::StoreSettings;
-use shared::testkit::{RedisServer, unique_prefix};
+use shared::testkit::{RedisCluster, RedisServer, unique_prefix};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -24,6 +24,8 @@ pub const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum Mode {
     /// Redis, gateways without in-process workers, separate workers.
     Redis,
+    /// The same on the process-wide 3-master Redis Cluster (`redis-cluster://`).
+    Cluster,
     /// No Redis: one gateway with its in-process worker.
     Embedded,
 }
@@ -81,7 +83,7 @@ impl EnvBuilder {
         for _ in 0..self.gateways {
             env.add_gateway().await;
         }
-        if self.mode == Mode::Redis {
+        if self.mode != Mode::Embedded {
             for _ in 0..self.workers {
                 env.add_worker().await;
             }
@@ -118,7 +120,10 @@ impl TestEnv {
     }
 
     pub fn store_settings(&self) -> StoreSettings {
-        let url = self.redis.as_ref().map(RedisServer::url);
+        let url = match self.mode {
+            Mode::Cluster => Some(RedisCluster::shared().url()),
+            _ => self.redis.as_ref().map(RedisServer::url),
+        };
         StoreSettings::new(url.as_deref(), &self.prefix)
     }
 

@@ -1,12 +1,12 @@
-//! Several gateways and workers on one Redis: any instance serves any session.
+//! Several gateways and workers on one Redis, and on a 3-master Redis Cluster: any
+//! instance serves any session.
 
-use crate::helpers::{TestEnv, chunks, full_response};
+use crate::helpers::{Mode, TestEnv, chunks, full_response};
 use futures_util::future::join_all;
 use serde_json::Value;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_created_on_a_answers_on_b() {
-    let env = TestEnv::redis().gateways(2).workers(2).start().await;
+async fn session_created_on_a_answers_on_b(mode: Mode) {
+    let env = TestEnv::builder(mode).gateways(2).workers(2).start().await;
     let (a, b) = (&env.gateways[0], &env.gateways[1]);
     let id = a.create_session().await;
     let mut socket = b.connect(&format!("/ws/{id}")).await;
@@ -26,9 +26,8 @@ async fn session_created_on_a_answers_on_b() {
     assert_eq!(health["active_sessions"], 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_sessions_over_two_gateways_get_only_their_own_answers() {
-    let env = TestEnv::redis()
+async fn many_sessions_over_two_gateways_get_only_their_own_answers(mode: Mode) {
+    let env = TestEnv::builder(mode)
         .gateways(2)
         .workers(2)
         .mock(|m| m.token_delay_ms = 2)
@@ -93,3 +92,30 @@ async fn many_sessions_over_two_gateways_get_only_their_own_answers() {
     let (_, status) = env.gateways[0].get("/status").await;
     assert_eq!(status["queue"]["backlog"], Value::from(0));
 }
+
+/// Each case on one Redis and on the cluster.
+macro_rules! on_redis_and_cluster {
+    ($($name:ident),* $(,)?) => {
+        mod one_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Mode::Redis).await;
+                }
+            )*
+        }
+        mod redis_cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Mode::Cluster).await;
+                }
+            )*
+        }
+    };
+}
+
+on_redis_and_cluster!(
+    session_created_on_a_answers_on_b,
+    many_sessions_over_two_gateways_get_only_their_own_answers,
+);
