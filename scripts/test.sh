@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every check CI runs, from a fresh Debian/Ubuntu machine with Rust (>= 1.85):
-# installs what is missing (redis-server, Node.js, Chromium, the Node test clients,
+# installs what is missing (redis-server, openssl, Node.js, Chromium, the Node test clients,
 # Python venv and llmock),
 # then runs fmt, clippy and the whole test suite, then the deployment checks
 # (scripts/deploy-test.sh installs Docker, debootstrap and its own tools when missing).
@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
+# The TLS tests make a throwaway CA and certificates with the openssl CLI.
+command -v openssl >/dev/null || missing+=(openssl)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)

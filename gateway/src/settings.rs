@@ -165,12 +165,15 @@ fn tcp_buffer_bytes(raw: &str) -> Result<u32, String> {
 
 impl Settings {
     /// Parses settings from the process environment and arguments and loads the agent
-    /// file; exits with a one-line error naming the variable when one is wrong. The
+    /// and `REDIS_TLS_*` files; exits with a one-line error naming the variable when one is wrong. The
     /// combinations clap cannot check are checked when `Application::build` makes the
     /// `Security` out of them (`StartError::Config`).
     pub fn from_env() -> Self {
         let mut settings = Self::parse();
         if let Err(error) = settings.llm.load_agent() {
+            shared::config::exit_on_bad_setting(error);
+        }
+        if let Err(error) = settings.store.load_tls() {
             shared::config::exit_on_bad_setting(error);
         }
         settings

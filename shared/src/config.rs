@@ -3,8 +3,10 @@
 //! Each setting is an environment variable and a `--flag` (clap with `env`); each
 //! binary flattens these into its own typed settings struct, read once at start-up.
 
+use crate::backend::redis::tls::{RedisTls, TlsError};
 use clap::Args;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Ends the process the way clap ends it for a bad flag: one line on stderr, exit
@@ -93,6 +95,23 @@ pub struct StoreSettings {
     #[arg(long, env = "REDIS_COMMAND_TIMEOUT_MS", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(100..))]
     pub redis_command_timeout_ms: u64,
+
+    /// PEM bundle of the CAs a `rediss://` server certificate must chain to, instead of
+    /// the platform's roots (a private CA).
+    #[arg(long, env = "REDIS_TLS_CA_FILE")]
+    pub redis_tls_ca_file: Option<PathBuf>,
+
+    /// PEM client certificate (chain) for mutual TLS; needs `REDIS_TLS_KEY_FILE`.
+    #[arg(long, env = "REDIS_TLS_CERT_FILE")]
+    pub redis_tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of `REDIS_TLS_CERT_FILE`.
+    #[arg(long, env = "REDIS_TLS_KEY_FILE")]
+    pub redis_tls_key_file: Option<PathBuf>,
+
+    /// The TLS configuration once the files above are read ([`StoreSettings::load_tls`]).
+    #[arg(skip)]
+    pub redis_tls: Option<RedisTls>,
 }
 
 impl StoreSettings {
@@ -106,7 +125,32 @@ impl StoreSettings {
             history_max_messages: 1_000,
             store_partitions: crate::keys::DEFAULT_PARTITIONS,
             redis_command_timeout_ms: 5_000,
+            redis_tls_ca_file: None,
+            redis_tls_cert_file: None,
+            redis_tls_key_file: None,
+            redis_tls: None,
         }
+    }
+
+    /// Reads the `REDIS_TLS_*` files (once, at start-up); refuses them on a URL
+    /// without TLS, where they would be silently ignored.
+    pub fn load_tls(&mut self) -> Result<(), TlsError> {
+        self.redis_tls = self.tls()?;
+        Ok(())
+    }
+
+    /// The loaded TLS configuration, or (settings built in code, not by a binary) the
+    /// files read now.
+    pub(crate) fn tls(&self) -> Result<Option<RedisTls>, TlsError> {
+        if self.redis_tls.is_some() {
+            return Ok(self.redis_tls.clone());
+        }
+        crate::backend::redis::tls::load(
+            self.redis_url.as_ref().map(Secret::expose),
+            self.redis_tls_ca_file.as_deref(),
+            self.redis_tls_cert_file.as_deref(),
+            self.redis_tls_key_file.as_deref(),
+        )
     }
 
     pub fn idle_ttl(&self) -> Duration {

@@ -13,7 +13,7 @@ use shared::model::{
     AcceptOutcome, Begin, CancelOutcome, Delivery, FinishOutcome, FunctionCall, NewSession,
     QueuedMessage, SaveOutcome, StoredMessage, Work,
 };
-use shared::testkit::{RedisCluster, RedisServer, unique_prefix};
+use shared::testkit::{RedisCluster, RedisServer, TlsFiles, unique_prefix};
 use shared::wire::{ChunkEvent, CompleteEvent, Protocol, StreamEvent};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -481,4 +481,125 @@ async fn a_master_failover_mid_stream_keeps_the_session_and_one_outcome() {
         deliveries(&backend, 1).await.is_empty(),
         "nothing left queued"
     );
+}
+
+// ---------------------------------------------------------------------------
+// TLS (`rediss://`, `rediss-cluster://`) with a private CA
+
+/// Settings trusting `tls`'s CA, with its client certificate when `client_cert`.
+fn tls_settings(url: &str, tls: &TlsFiles, client_cert: bool) -> StoreSettings {
+    let mut settings = StoreSettings::new(Some(url), &unique_prefix("tls"));
+    settings.redis_tls_ca_file = Some(tls.ca());
+    if client_cert {
+        settings.redis_tls_cert_file = Some(tls.client_cert());
+        settings.redis_tls_key_file = Some(tls.client_key());
+    }
+    settings.load_tls().expect("the TLS files load");
+    settings
+}
+
+/// A message accepted, taken by a worker, answered, with the live chunk arriving on
+/// the subscriber (sharded pub/sub on a cluster) and the answer in the history.
+async fn round_trip(backend: &Backend) {
+    let subscriber = backend.subscriber().await.unwrap();
+    let mut rx = subscriber.signals(1024);
+    let new = new_session();
+    let id = new.id.clone();
+    assert!(backend.create_session(&new).await.unwrap());
+    subscriber.subscribe(&id).await.unwrap();
+    let message = accept(backend, &id, "over tls").await;
+    let delivery = deliveries(backend, 1).await.pop().expect("a delivery");
+    let work = work_of(backend.begin(&delivery, 10).await.unwrap());
+    assert_eq!(work.message, message);
+    let published = backend
+        .publish(&id, &[chunk("encrypted")], Some(work.fence()))
+        .await
+        .unwrap();
+    assert_eq!(published, PublishOutcome::Published { last_seq: 1 });
+    let (lines, _) = bus_chunks(&mut rx, Duration::from_secs(1)).await;
+    assert!(
+        lines.iter().any(|l| l.contains("encrypted")),
+        "the live chunk arrives: {lines:?}"
+    );
+    let answer = StoredMessage::assistant("encrypted", message.id, false);
+    let finished = backend
+        .finish(&delivery, &work, Some(&answer), &[complete("encrypted")])
+        .await
+        .unwrap();
+    assert_eq!(finished, FinishOutcome::Done);
+    let stored = history(backend, &id).await;
+    assert_eq!(stored.last().map(|m| m.content.as_str()), Some("encrypted"));
+}
+
+/// Connecting must fail (within the connection timeout, not hang); the error text.
+async fn refused(settings: &StoreSettings) -> String {
+    match tokio::time::timeout(Duration::from_secs(15), Backend::connect(settings)).await {
+        Ok(Ok(_)) => panic!("the connection was accepted"),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => panic!("connecting neither succeeded nor failed"),
+    }
+}
+
+#[tokio::test]
+async fn one_redis_over_tls_with_a_private_ca_round_trips() {
+    let tls = TlsFiles::generate();
+    let server = RedisServer::start_tls(&tls, false);
+    assert!(server.url().starts_with("rediss://"));
+    let backend = Backend::connect(&tls_settings(&server.url(), &tls, false))
+        .await
+        .expect("backend connects over TLS");
+    round_trip(&backend).await;
+}
+
+#[tokio::test]
+async fn a_tls_cluster_round_trips_over_sharded_pubsub() {
+    let tls = TlsFiles::generate();
+    let cluster = RedisCluster::start_tls(3, 0, &tls);
+    assert!(cluster.url().starts_with("rediss-cluster://"));
+    let backend = Backend::connect(&tls_settings(&cluster.url(), &tls, false))
+        .await
+        .expect("backend connects to the TLS cluster");
+    // Sessions on several slots, so on several masters' TLS connections.
+    for _ in 0..4 {
+        round_trip(&backend).await;
+    }
+}
+
+#[tokio::test]
+async fn mutual_tls_needs_the_client_certificate() {
+    let tls = TlsFiles::generate();
+    let server = RedisServer::start_tls(&tls, true);
+    let backend = Backend::connect(&tls_settings(&server.url(), &tls, true))
+        .await
+        .expect("the client certificate is accepted");
+    backend.ping().await.unwrap();
+    drop(backend);
+    let error = refused(&tls_settings(&server.url(), &tls, false)).await;
+    assert!(error.contains("CertificateRequired"), "{error}");
+}
+
+#[tokio::test]
+async fn a_server_certificate_from_another_ca_is_refused() {
+    let tls = TlsFiles::generate();
+    let other = TlsFiles::generate();
+    let server = RedisServer::start_tls(&tls, false);
+    let error = refused(&tls_settings(&server.url(), &other, false)).await;
+    assert!(
+        error.contains("InvalidCertificate(UnknownIssuer)"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn tls_settings_on_a_plain_redis_url_are_refused() {
+    let tls = TlsFiles::generate();
+    let mut settings = StoreSettings::new(Some("redis://127.0.0.1:1"), "tls");
+    settings.redis_tls_ca_file = Some(tls.ca());
+    let error = settings.load_tls().unwrap_err().to_string();
+    assert!(error.contains("REDIS_URL is not rediss://"), "{error}");
+    let error = match Backend::connect(&settings).await {
+        Err(error) => error.to_string(),
+        Ok(_) => panic!("connected with TLS settings on a plain URL"),
+    };
+    assert!(error.contains("REDIS_URL is not rediss://"), "{error}");
 }

@@ -34,6 +34,9 @@ async fn main() -> anyhow::Result<()> {
     if let Err(error) = settings.llm.load_agent() {
         shared::config::exit_on_bad_setting(error);
     }
+    if let Err(error) = settings.store.load_tls() {
+        shared::config::exit_on_bad_setting(error);
+    }
     let telemetry = shared::telemetry::init("chat-worker", "info")
         .unwrap_or_else(|error| shared::config::exit_on_bad_setting(error));
     let served = serve(settings).await;

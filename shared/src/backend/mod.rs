@@ -55,6 +55,8 @@ pub enum StoreError {
     /// The deployment's stored layout does not match these settings.
     #[error("store layout: {0}")]
     Incompatible(String),
+    #[error(transparent)]
+    Tls(#[from] redis::tls::TlsError),
 }
 
 /// What a bus subscriber receives.

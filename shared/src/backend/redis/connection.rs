@@ -9,6 +9,8 @@ use crate::backend::StoreError;
 use crate::config::StoreSettings;
 use crate::keys::WORKER_GROUP;
 use fred::prelude::*;
+use fred::types::config::TlsConnector;
+use rustls::ClientConfig;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,7 +53,11 @@ fn fred_url(url: &str) -> String {
 }
 
 fn builder_for(url: &str, settings: &StoreSettings) -> Result<Builder, StoreError> {
-    let config = Config::from_url(&fred_url(url))?;
+    let mut config = Config::from_url(&fred_url(url))?;
+    if let Some(tls) = settings.tls()? {
+        // Replaces the platform-roots connector fred picked for `rediss`.
+        config.tls = Some(TlsConnector::from(ClientConfig::clone(&tls.0)).into());
+    }
     let mut builder = Builder::from_config(config);
     builder
         .with_performance_config(|p| {

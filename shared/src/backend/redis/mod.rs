@@ -6,6 +6,7 @@
 //!
 //! - `connection`: the clients (a small command pool, subscribers), one Redis or a
 //!   Redis Cluster, and the layout checks at start;
+//! - `tls`: the rustls configuration for `rediss://` (private CA, mutual TLS);
 //! - `migrate`: moving a deployment's data from the layout before partitions;
 //! - `scripts` / `replies`: the scripts, each bound to its typed reply;
 //! - `sessions`: create, read, touch, delete, count, history;
@@ -23,6 +24,7 @@ mod scripts;
 mod sessions;
 mod slots;
 mod subscriber;
+pub mod tls;
 mod work;
 
 pub use scripts::audit as slot_audit;
