@@ -1,7 +1,7 @@
 //! Real processes for the fault suite: `redis-server`, `mock-llm`, `gateway` and
 //! `worker` binaries on loopback, each killed when its handle drops.
 
-use shared::testkit::{RedisCluster, RedisServer, free_port};
+use shared::testkit::{RedisCluster, RedisServer, TlsFiles, free_port};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -156,6 +156,8 @@ pub struct Cluster {
     worker_env: Vec<(String, String)>,
     /// Set for every process started from now on (after the defaults).
     env: Vec<(String, String)>,
+    /// The CA and certificates of a TLS store, kept while the processes read them.
+    _tls: Option<TlsFiles>,
 }
 
 /// Answer length and speed of the mock LLM in the fault suite.
@@ -184,7 +186,30 @@ impl Cluster {
         Self::start_on(store, gateways, workers)
     }
 
+    /// The same processes on a TLS Redis Cluster (`rediss-cluster://`, nodes talking
+    /// TLS to each other too) of `masters` masters, trusted through `REDIS_TLS_CA_FILE`.
+    #[allow(dead_code)]
+    pub fn start_on_tls_redis_cluster(gateways: usize, workers: usize, masters: usize) -> Self {
+        let tls = TlsFiles::generate();
+        let store = Store::Cluster(RedisCluster::start_tls(masters, 0, &tls));
+        let env = vec![(
+            "REDIS_TLS_CA_FILE".to_owned(),
+            tls.ca().display().to_string(),
+        )];
+        Self::start_with(store, gateways, workers, env, Some(tls))
+    }
+
     fn start_on(store: Store, gateways: usize, workers: usize) -> Self {
+        Self::start_with(store, gateways, workers, Vec::new(), None)
+    }
+
+    fn start_with(
+        store: Store,
+        gateways: usize,
+        workers: usize,
+        env: Vec<(String, String)>,
+        tls: Option<TlsFiles>,
+    ) -> Self {
         let mock_port = free_port();
         let mut mock = Command::new(binary("mock-llm", "loadtest"));
         mock.args([
@@ -212,7 +237,8 @@ impl Cluster {
             gateways: Vec::new(),
             workers: Vec::new(),
             worker_env,
-            env: Vec::new(),
+            env,
+            _tls: tls,
         };
         for _ in 0..gateways {
             let port = free_port();

@@ -447,6 +447,55 @@ async fn a_redis_cluster_master_failover_mid_stream_loses_nothing() {
     assert_ne!(old, new, "a replica took over");
 }
 
+/// The gateway and a worker (the real binaries) on a TLS 3-master Redis Cluster whose
+/// certificates a private CA signed (`REDIS_TLS_CA_FILE`): a message sent over a
+/// WebSocket is answered, its chunks crossing the cluster's sharded pub/sub over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_tls_redis_cluster_a_message_is_answered() {
+    let cluster = Cluster::start_on_tls_redis_cluster(1, 1, 3);
+    assert!(cluster.redis_url().starts_with("rediss-cluster://"));
+    let mut client = ChatClient::new(cluster.gateway_urls(), 0).await;
+    for turn in 0..2 {
+        let text = format!("over tls {turn}");
+        match client.exchange(&text, ANSWER_WITHIN).await {
+            Outcome::Complete(answer) => assert_eq!(answer, expected(turn + 1, turn, &text)),
+            Outcome::Error(error) => panic!("error: {error}"),
+            Outcome::Unanswered => panic!("unanswered"),
+        }
+    }
+}
+
+/// A `REDIS_TLS_*` file that cannot be read, or TLS settings on a plain `REDIS_URL`,
+/// end either binary at start with one line naming the setting (exit code 2).
+#[test]
+fn bad_tls_settings_end_both_binaries_with_one_line() {
+    let cases = [
+        (
+            "rediss://127.0.0.1:1",
+            "REDIS_TLS_CA_FILE=/nonexistent/ca.pem: ",
+        ),
+        (
+            "redis://127.0.0.1:1",
+            "REDIS_TLS_* is set but REDIS_URL is not rediss://",
+        ),
+    ];
+    for (name, package) in [("gateway", "gateway"), ("worker", "worker")] {
+        for (url, says) in cases {
+            let output = std::process::Command::new(cluster::binary(name, package))
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("REDIS_URL", url)
+                .env("REDIS_TLS_CA_FILE", "/nonexistent/ca.pem")
+                .output()
+                .expect("the binary runs");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
+            assert!(stderr.contains(says), "{name}: {stderr}");
+            assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: {stderr}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_outage_is_reported_and_survived() {
     let aof = ["--appendonly", "yes", "--appendfsync", "always"];
