@@ -17,7 +17,7 @@
 # 5. The Helm chart (tests/deploy/chart_check.py): rendered with defaults and with each
 #    option on, linted, every manifest validated, bad values rejected; then the rendered
 #    gateway and worker containers run in Docker as the manifests say
-#    (tests/deploy/run_manifests.py): probes, the KEDA lag metric, a chat.
+#    (tests/deploy/run_manifests.py): probes, the KEDA backlog metric, a chat.
 #
 # Everything it starts (containers, networks, volumes, dockerd itself) is removed on
 # exit, also on failure. Ports are published on 127.0.0.1 only.

@@ -8,8 +8,8 @@ defaults and with each option on, lints it strictly, and checks every manifest:
 yamllint; `kubernetes-validate --strict -k 1.30.0` for the built-in kinds; the KEDA
 `ScaledObject` and the `ServiceMonitor` against their published models
 (tests/deploy/validate-crds.mjs: their schemas, then their TypeScript types for
-unknown fields), which must also refuse broken copies of them. Then what the chart promises: the trigger watches
-the inbox key and group the code uses (read from shared/src), scaling on lag; no
+unknown fields), which must also refuse broken copies of them. Then what the chart promises: the trigger reads
+the inbox backlog gauge the code serves (its name read from shared/src) from the gateway Service's /metrics; no
 replica count fights an autoscaler; pods run non-root on a read-only root; grace
 periods are longer than the drains; `checksum/config` changes exactly when the
 configuration does; values.schema.json rejects bad values; a chart with no Redis
@@ -149,13 +149,10 @@ def documents(rendered):
 
 
 def code_facts():
-    """The inbox key and group as the Rust code defines them (shared/src)."""
-    keys = (ROOT / "shared/src/keys.rs").read_text()
-    config = (ROOT / "shared/src/config.rs").read_text()
-    group = re.search(r'pub const WORKER_GROUP: &str = "([^"]+)"', keys).group(1)
-    inbox_fmt = re.search(r'pub fn inbox\(&self\) -> String \{\s*format!\("\{\}([^"]*)"', keys).group(1)
-    prefix = re.search(r'env = "KEY_PREFIX", default_value = "([^"]+)"', config).group(1)
-    return {"group": group, "inbox": prefix + inbox_fmt, "prefix": prefix}
+    """The inbox backlog gauge's name as the Rust code defines it (shared/src)."""
+    metrics = (ROOT / "shared/src/metrics.rs").read_text()
+    backlog = re.search(r'pub const INBOX_BACKLOG: &str = "([^"]+)"', metrics).group(1)
+    return {"backlog_metric": backlog}
 
 
 def by_kind(docs, kind, name_suffix=""):
@@ -202,12 +199,14 @@ def check_case(case, docs, facts):
         (so,) = keda
         (trigger,) = so["spec"]["triggers"]
         meta = trigger["metadata"]
-        check(trigger["type"] == "redis-streams", f"{case}: trigger type")
-        check(meta["stream"] == facts["inbox"] and meta["consumerGroup"] == facts["group"],
-              f"{case}: trigger watches {meta['stream']}/{meta['consumerGroup']}, the code uses {facts['inbox']}/{facts['group']}")
-        check("lagCount" in meta and "activationLagCount" in meta and "pendingEntriesCount" not in meta, f"{case}: lag trigger")
-        env = {e["name"] for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
-        check({meta["addressFromEnv"], meta["passwordFromEnv"]} <= env, f"{case}: trigger env not on the worker")
+        check(trigger["type"] == "metrics-api" and meta["format"] == "prometheus", f"{case}: trigger type")
+        check(meta["valueLocation"] == facts["backlog_metric"],
+              f"{case}: trigger reads {meta['valueLocation']}, the code's gauge is {facts['backlog_metric']}")
+        service = one(docs, "Service", "-chat-gateway")
+        port = service["spec"]["ports"][0]["port"]
+        want_url = f"http://{service['metadata']['name']}.{NAMESPACE}.svc:{port}/metrics"
+        check(meta["url"] == want_url, f"{case}: trigger url {meta['url']}, the gateway Service is {want_url}")
+        check("targetValue" in meta and "activationTargetValue" in meta, f"{case}: backlog trigger")
         check(so["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"], f"{case}: scale target")
         check("replicas" not in worker["spec"], f"{case}: worker replicas fight KEDA")
         check(not worker_hpa, f"{case}: a worker HPA beside KEDA")
@@ -226,13 +225,10 @@ def expect(case, docs, facts, values):
         check(kinds == {"ConfigMap", "Secret", "Deployment", "Service", "PodDisruptionBudget"}, f"defaults: kinds {kinds}")
         check(len(by_kind(docs, "Deployment", "-redis")) == 1, "defaults: bundled Redis")
         check(secrets[0]["stringData"]["redis-url"] == f"redis://{RELEASE}-chat-gateway-redis:6379", "defaults: redis url")
-        check(secrets[0]["stringData"]["redis-address"] == f"{RELEASE}-chat-gateway-redis:6379", "defaults: redis address")
     if case == "external-redis":
         check(not by_kind(docs, "Deployment", "-redis"), "external-redis: bundled Redis still rendered")
         data = secrets[0]["stringData"]
-        check(data["redis-address"] == "redis.example.com:6380" and data["redis-password"] == "s3cret", f"external-redis: {data}")
-        meta = one(docs, "ScaledObject")["spec"]["triggers"][0]["metadata"]
-        check(meta.get("enableTLS") == "true", f"external-redis: rediss:// but the KEDA trigger has no TLS: {meta}")
+        check(data["redis-url"] == "rediss://:s3cret@redis.example.com:6380", f"external-redis: {data}")
     if case == "existing-secrets":
         check(not secrets, "existing-secrets: the chart made a Secret")
         env = {e["name"]: e for e in one(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -251,8 +247,6 @@ def expect(case, docs, facts, values):
         check(ing["spec"]["ingressClassName"] == "nginx", "ingress: className")
     if case == "keda" or case == "run":
         check("ScaledObject" in kinds, f"{case}: no ScaledObject")
-        meta = one(docs, "ScaledObject")["spec"]["triggers"][0]["metadata"]
-        check("enableTLS" not in meta, f"{case}: TLS to the bundled Redis: {meta}")
     if case == "worker-cpu-hpa":
         check(len(by_kind(docs, "HorizontalPodAutoscaler", "-worker")) == 1, "worker-cpu-hpa: no worker HPA")
     if case == "gateway-autoscaling":
@@ -292,7 +286,7 @@ def expect(case, docs, facts, values):
 # Broken copies of the rendered custom resources, each of which the KEDA and Prometheus
 # Operator models must refuse: proof that validate-crds.mjs checks what it says.
 BAD_CRDS = {
-    "ScaledObject lagCount as a number": ("keda", lambda o: o["spec"]["triggers"][0]["metadata"].update(lagCount=3)),
+    "ScaledObject targetValue as a number": ("keda", lambda o: o["spec"]["triggers"][0]["metadata"].update(targetValue=3)),
     "ScaledObject minReplicaCount as text": ("keda", lambda o: o["spec"].update(minReplicaCount="zero")),
     "ScaledObject trigger without type": ("keda", lambda o: o["spec"]["triggers"][0].pop("type")),
     "ScaledObject without scaleTargetRef": ("keda", lambda o: o["spec"].pop("scaleTargetRef")),
@@ -383,7 +377,7 @@ def main():
         if case == "defaults":
             check(f"port-forward service/{RELEASE}-chat-gateway 8002:80" in notes and "bundled" in notes, f"NOTES.txt: {notes}")
         if case == "keda":
-            check(f"scaled by KEDA on the lag of stream \"{facts['inbox']}\" group \"{facts['group']}\"" in notes,
+            check(f"scaled by KEDA on the gateway's {facts['backlog_metric']}" in notes,
                   f"keda: NOTES.txt: {notes}")
         print(f"chart[{case}]: {len(docs)} manifests: {', '.join(kinds)}")
         if case == "run":

@@ -13,10 +13,10 @@ Docker network where each Service name resolves (network aliases). Then:
 1. the bundled Redis and the gateway start; every probe of the manifests answers as
    the kubelet expects (httpGet 2xx/3xx, exec exit 0, tcpSocket connects); the agent
    file is mounted and named in /health, its tool in /status;
-2. the KEDA metric: with no worker running (KEDA's zero replicas), the `workers` group
-   already exists on the inbox (the gateway made it) and its lag, read as the
-   redis-streams scaler reads it (`XINFO GROUPS`, field `lag`), rises by one with each
-   waiting session; the worker starts (scale from zero), the lag returns to 0 and every
+2. the KEDA metric: with no worker running (KEDA's zero replicas), the gauge the
+   metrics-api trigger reads (its valueLocation in the gateway's /metrics, parsed as
+   Prometheus text, through the Service's port its url names) rises by one with each
+   waiting session; the worker starts (scale from zero), it returns to 0 and every
    waiting session is answered;
 3. the seed 004 client chats through the gateway; the agent file's knowledge-base
    tool answers from the mounted document; what each ServiceMonitor would
@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -244,17 +245,16 @@ class Started:
         return took, grace, pre_stop
 
 
-def inbox_group(redis, stream, group):
-    """The consumer group's fields from XINFO GROUPS, as KEDA's redis-streams scaler
-    reads them (it takes `lag` of the group named consumerGroup); None without it."""
-    lines = docker("exec", redis, "redis-cli", "XINFO", "GROUPS", stream, check=False).splitlines()
-    groups = []
-    for key, value in zip(lines[0::2], lines[1::2]):
-        if key == "name":
-            groups.append({})
-        if groups:
-            groups[-1][key] = value
-    return next((g for g in groups if g.get("name") == group), None)
+def backlog(gateway, trigger):
+    """The figure KEDA's metrics-api trigger reads: the gauge named valueLocation in the
+    Prometheus text the gateway serves at the trigger url's path."""
+    path = urllib.parse.urlsplit(trigger["url"]).path
+    text = urllib.request.urlopen(f"http://127.0.0.1:{gateway.host_port('http')}{path}", timeout=5).read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == trigger["valueLocation"] and not sample.labels:
+                return int(sample.value)
+    return None
 
 
 def main():
@@ -307,27 +307,27 @@ def run(cluster):
     print(f"chart run: agent file mounted read-only at {agent_path}; /health agent {health['agent']!r}")
 
     # 2. The KEDA metric, before any worker ever ran.
-    stream, group = trigger["stream"], trigger["consumerGroup"]
-    if stream != f"{config['KEY_PREFIX']}:inbox":
-        fail(f"trigger stream {stream} is not the inbox of KEY_PREFIX {config['KEY_PREFIX']}")
-    info = inbox_group(redis.name, stream, group)
-    if info is None:
-        fail(f"no group {group} on {stream} before the first worker: KEDA could not scale from zero")
-    lags = [int(info["lag"])]
+    service = cluster.find("Service", "-chat-gateway")
+    host = urllib.parse.urlsplit(trigger["url"])
+    if not host.hostname.startswith(service["metadata"]["name"] + ".") or host.port != service["spec"]["ports"][0]["port"]:
+        fail(f"trigger url {trigger['url']} is not the gateway Service {service['metadata']['name']}")
+    first = backlog(gateway, trigger)
+    if first is None:
+        fail(f"no {trigger['valueLocation']} on the gateway's {host.path} before the first worker: KEDA could not scale from zero")
+    lags = [first]
     sockets, stack = [], contextlib.ExitStack()
     ws_base = f"ws://127.0.0.1:{gateway.host_port('http')}"
     for n in range(1, WAITING_SESSIONS + 1):
         sock = stack.enter_context(connect(f"{ws_base}/ws/keda-{n}-{time.time_ns()}", open_timeout=10))
         sock.send(json.dumps({"message": f"waiting question {n}"}))
         sockets.append(sock)
-        lags.append(int(wait_for(f"lag {n}", lambda: (g := inbox_group(redis.name, stream, group)) and int(g["lag"]) == n and g["lag"])))
-    wanted = -(-lags[-1] // int(trigger["lagCount"]))
-    print(f"chart run: lag of {stream}/{group} with no worker, one session more each time: {lags}"
-          f" (KEDA: active above {trigger['activationLagCount']}, wants {wanted} workers at lagCount {trigger['lagCount']})")
+        lags.append(wait_for(f"backlog {n}", lambda: backlog(gateway, trigger) == n and n))
+    wanted = -(-lags[-1] // int(trigger["targetValue"]))
+    print(f"chart run: {trigger['valueLocation']} with no worker, one session more each time: {lags}"
+          f" (KEDA: active above {trigger['activationTargetValue']}, wants {wanted} workers at targetValue {trigger['targetValue']})")
 
     worker = cluster.start("-worker")
     print(f"chart run: worker probes {worker.wait_probes()} answered")
-    wait_for("lag back to 0", lambda: int(inbox_group(redis.name, stream, group)["lag"]) == 0, timeout=30)
     for n, sock in enumerate(sockets, 1):
         frames = []
         while not any(f.get("type") == "assistant" for f in frames):
@@ -336,9 +336,8 @@ def run(cluster):
         if not answer.startswith(f'Reply 1 to "waiting question {n}"'):
             fail(f"session {n} got {answer!r}")
     stack.close()
-    after = inbox_group(redis.name, stream, group)
-    wait_for("pending back to 0", lambda: int(inbox_group(redis.name, stream, group)["pending"]) == 0, timeout=30)
-    print(f"chart run: the worker answered all {WAITING_SESSIONS} waiting sessions; lag {after['lag']}, pending 0")
+    wait_for("backlog back to 0", lambda: backlog(gateway, trigger) == 0, timeout=30)
+    print(f"chart run: the worker answered all {WAITING_SESSIONS} waiting sessions; {trigger['valueLocation']} back to 0")
 
     # 3. A chat through the rendered containers, with the seed's own client.
     base = f"http://127.0.0.1:{gateway.host_port('http')}"
