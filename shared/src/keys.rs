@@ -28,11 +28,11 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P:{T}:s:S:meta` | hash | user, times, message count, protocol, metadata, `seq`, `attempt` |
+//! | `P:{T}:s:S:meta` | hash | user, times, message count, protocol, metadata, `attempt` (the fence) |
 //! | `P:{T}:s:S:history` | list | stored messages, JSON, oldest first |
 //! | `P:{T}:s:S:pending` | list | accepted user messages not yet answered, oldest first |
 //! | `P:{T}:s:S:idem` | hash | `client_message_id` → message id, for idempotent resends |
-//! | `P:{T}:s:S:events` | stream | recent event batches, entry id = last `seq` of the batch |
+//! | `P:{T}:s:S:events` | stream | recent event batches, entry id = `<first seq of the batch>-0`; the newest entry's last event is the session's last `seq` (no counter of its own: `publish_batch.lua`) |
 //! | `P:{T}:s:S:calls` | hash | tool calls of the message being answered: `message` → its id, `round:index` → call JSON |
 //! | `P:{T}:s:S` | shard channel | live event batches and the session's delete notice |
 //! | `P:{T}:inbox` | stream, group `workers` | one entry per session of the partition with pending messages |

@@ -215,14 +215,17 @@ pub struct Work {
     pub user_id: Option<UserId>,
     /// The session's metadata (a JSON object), for tool calls.
     pub metadata: Value,
+    /// The session's last seq as this attempt's own publishes left it.
+    pub log: LogPosition,
 }
 
 impl Work {
     /// What a worker's publishes carry so they stop when they no longer own the message.
-    pub fn fence(&self) -> Fence {
+    pub fn fence(&self) -> Fence<'_> {
         Fence {
             attempt: self.attempt,
             message_id: self.message.id,
+            log: &self.log,
         }
     }
 }
@@ -230,10 +233,69 @@ impl Work {
 /// Guards a worker's publishes: refused once another attempt owns the message or the
 /// message was cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fence {
+pub struct Fence<'a> {
     pub attempt: u64,
     pub message_id: MessageId,
+    /// Where the holder's last publish left the session's log; each publish moves it.
+    pub log: &'a LogPosition,
 }
+
+/// The last seq of a session's log as a publisher last saw it: a publish starts
+/// numbering after it without reading the log first (Redis: one command less per
+/// batch), and the store checks it in the same step, so a position another publisher
+/// has moved past costs only that read. Only the store sets it, and only to a last
+/// seq a publish returned: a position between two batches' seqs is never held (the
+/// Redis check relies on it, `publish_batch.lua`).
+#[derive(Debug)]
+pub struct LogPosition(std::sync::atomic::AtomicU64);
+
+impl Default for LogPosition {
+    fn default() -> Self {
+        Self::unknown()
+    }
+}
+
+impl LogPosition {
+    /// `u64::MAX`: no publish yet (seqs never reach it).
+    const UNKNOWN: u64 = u64::MAX;
+
+    /// A position not known yet: the first publish reads the log.
+    pub fn unknown() -> Self {
+        Self(std::sync::atomic::AtomicU64::new(Self::UNKNOWN))
+    }
+
+    /// A position the store knows to be a last seq.
+    pub(crate) fn at(last_seq: u64) -> Self {
+        Self(std::sync::atomic::AtomicU64::new(last_seq))
+    }
+
+    /// The last seq, once a publish told it.
+    pub fn get(&self) -> Option<u64> {
+        let seq = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        (seq != Self::UNKNOWN).then_some(seq)
+    }
+
+    /// Records the last seq a publish returned.
+    pub(crate) fn set(&self, last_seq: u64) {
+        self.0.store(last_seq, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Clone for LogPosition {
+    fn clone(&self) -> Self {
+        Self(std::sync::atomic::AtomicU64::new(
+            self.0.load(std::sync::atomic::Ordering::Relaxed),
+        ))
+    }
+}
+
+impl PartialEq for LogPosition {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for LogPosition {}
 
 /// What became of a cancel request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1147,6 +1147,81 @@ async fn publish_assigns_consecutive_seqs(backend: Backend, _ctx: &Ctx) {
     assert_eq!(outcome, PublishOutcome::SessionGone);
 }
 
+/// A worker's publishes start numbering after the position its previous one returned
+/// (on Redis without reading the log first); publishers that interleave (another
+/// copy of the work with its own position, an unfenced publish) make the others'
+/// positions stale, and a stale position still gets the next seqs: gap-free, none
+/// twice, the log what the bus carried. Batches of several events on both sides, so
+/// a stale position can fall just before another's batch.
+async fn interleaved_publishers_keep_seqs_gap_free(backend: Backend, _ctx: &Ctx) {
+    let id = session(&backend).await;
+    let subscriber = backend.subscriber().await.unwrap();
+    let mut rx = subscriber.signals(1024);
+    subscriber.subscribe(&id).await.unwrap();
+    let message = accept(&backend, &id, "interleave").await;
+    let delivery = one_delivery(&backend).await;
+    let work = work_of(backend.begin(&delivery, 10).await.unwrap());
+    let publish_as = async |work: &Work, n: usize| {
+        let outcome = backend
+            .publish(&id, &chunks("w", n), Some(work.fence()))
+            .await
+            .unwrap();
+        let PublishOutcome::Published { last_seq } = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(work.log.get(), Some(last_seq), "the position follows");
+        last_seq
+    };
+
+    assert_eq!(publish_as(&work, 1).await, 1);
+    let other = work.clone();
+    assert_eq!(publish_as(&work, 1).await, 2, "its own position");
+    assert_eq!(publish_as(&work, 3).await, 5);
+    // `other` is at 1: its publish lands after the 3-event batch.
+    assert_eq!(publish_as(&other, 2).await, 7);
+    // `work` is at 5, just before `other`'s batch.
+    assert_eq!(publish_as(&work, 1).await, 8);
+    assert_eq!(publish_as(&work, 2).await, 10);
+    assert_eq!(publish(&backend, &id, &chunks("unfenced", 3)).await, 13);
+    assert_eq!(publish_as(&other, 1).await, 14);
+    // Tool calls and the finish publish from the position too; `work` is stale (10).
+    let saved = backend
+        .save_tool_calls(&id, work.fence(), &[tool_call(0, 0, None)], &chunks("f", 2))
+        .await
+        .unwrap();
+    assert_eq!(saved, SaveOutcome::Saved);
+    assert_eq!(work.log.get(), Some(16));
+    assert_eq!(publish_as(&other, 1).await, 17);
+    let answer = StoredMessage::assistant("done", message.id, false);
+    let done = backend
+        .finish(&delivery, &work, Some(&answer), &chunks("end", 2))
+        .await
+        .unwrap();
+    assert_eq!(done, FinishOutcome::Done);
+
+    let mut live = Vec::new();
+    while live.len() < 19 {
+        let message = next_message(&mut rx).await;
+        live.extend(message.payload.split('\n').map(str::to_owned));
+    }
+    assert_eq!(
+        seqs(live.iter().map(String::as_str)),
+        (1..=19).collect::<Vec<_>>()
+    );
+    let replay = backend.replay(&id, 0).await.unwrap();
+    assert!(replay.recovered);
+    assert_eq!(replay.events, live, "the log holds what the bus carried");
+    assert_eq!(replay.last_seq, 19);
+    assert_eq!(backend.session(&id).await.unwrap().unwrap().last_seq, 19);
+    // From inside every batch: exactly the events after.
+    for after in 0..=19 {
+        let replay = backend.replay(&id, after).await.unwrap();
+        assert!(replay.recovered, "after {after}");
+        assert_eq!(replay.events, live[after as usize..], "after {after}");
+        assert_eq!(replay.last_seq, 19);
+    }
+}
+
 /// Redis trims with `MAXLEN ~`, which drops whole stream nodes (100 entries), so
 /// enough batches are published for trimming to happen there too.
 async fn replay_past_the_trimmed_log(_backend: Backend, ctx: &Ctx) {
@@ -1260,6 +1335,7 @@ conformance!(
     dead_letters_are_kept,
     a_canary_reaches_its_own_subscriber,
     publish_assigns_consecutive_seqs,
+    interleaved_publishers_keep_seqs_gap_free,
     replay_past_the_trimmed_log,
     bus_carries_subscribed_sessions_only,
     tool_calls_survive_a_restart_and_end_with_the_answer,

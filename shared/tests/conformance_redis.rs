@@ -304,6 +304,22 @@ async fn a_deployment_on_the_old_layout_is_migrated_at_start() {
     let replay = backend.replay(&idle, 0).await.unwrap();
     assert!(replay.recovered);
     assert_eq!(replay.events.len(), 2, "the event log came along");
+    // Its entry is keyed by its last seq (the old scheme); new ones by their first.
+    let published = backend
+        .publish(&idle, &[chunk("new"), chunk("er")], None)
+        .await
+        .unwrap();
+    assert_eq!(published, PublishOutcome::Published { last_seq: 4 });
+    for after in 0..=4u64 {
+        let replay = backend.replay(&idle, after).await.unwrap();
+        let seqs: Vec<u64> = replay
+            .events
+            .iter()
+            .map(|l| shared::backend::seq_of(l).unwrap())
+            .collect();
+        assert_eq!(seqs, (after + 1..=4).collect::<Vec<_>>());
+        assert!(replay.recovered && replay.last_seq == 4);
+    }
     let keys = Keys::new(&prefix, 16);
     let ttl: i64 = cli(port, &["TTL", &keys.meta(&idle)]).parse().unwrap();
     assert!((1..=3600).contains(&ttl), "the TTL came along: {ttl}");
@@ -345,6 +361,117 @@ async fn a_deployment_on_the_old_layout_is_migrated_at_start() {
             .await
             .is_empty()
     );
+}
+
+// ---------------------------------------------------------------------------
+// What a publish costs
+
+/// `INFO commandstats` as (command, calls, failed calls), after `CONFIG RESETSTAT`.
+fn command_stats(port: u16) -> Vec<(String, u64, u64)> {
+    cli(port, &["INFO", "commandstats"])
+        .lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |key: &str| -> u64 {
+                stats
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            Some((name.to_owned(), field("calls"), field("failed_calls")))
+        })
+        // The test's own.
+        .filter(|(name, _, _)| !name.starts_with("config") && name != "info")
+        .collect()
+}
+
+/// The hot path's cost, counted the way figure 11 counts it (every command a script
+/// runs): a chunk batch of a worker that knows the log's position is four commands,
+/// EVALSHA + HMGET (fence) + XADD (log) + SPUBLISH; a batch after someone else's costs
+/// the refused XADD and one XREVRANGE more; other errors are not taken for one.
+#[tokio::test]
+async fn a_known_position_publishes_in_four_commands() {
+    let server = RedisServer::start();
+    let port = server.port();
+    let prefix = unique_prefix("cost");
+    let backend = connect(&server.url(), &prefix).await;
+    let new = new_session();
+    let id = new.id.clone();
+    assert!(backend.create_session(&new).await.unwrap());
+    accept(&backend, &id, "count my commands").await;
+    let delivery = deliveries(&backend, 1).await.pop().expect("a delivery");
+    let work = work_of(backend.begin(&delivery, 10).await.unwrap());
+    assert_eq!(work.log.get(), None, "begin does not read the log");
+    let first = backend
+        .publish(&id, &[chunk("typing")], Some(work.fence()))
+        .await
+        .unwrap();
+    assert_eq!(first, PublishOutcome::Published { last_seq: 1 });
+
+    let sorted = |mut stats: Vec<(String, u64, u64)>| {
+        stats.sort();
+        stats
+    };
+    let row = |name: &str, calls: u64, failed: u64| (name.to_owned(), calls, failed);
+    cli(port, &["CONFIG", "RESETSTAT"]);
+    for i in 0..10 {
+        let events = vec![chunk(&format!("c{i}")); 1 + i % 3];
+        let outcome = backend
+            .publish(&id, &events, Some(work.fence()))
+            .await
+            .unwrap();
+        assert!(matches!(outcome, PublishOutcome::Published { .. }));
+    }
+    assert_eq!(
+        sorted(command_stats(port)),
+        [
+            row("evalsha", 10, 0),
+            row("hmget", 10, 0),
+            row("spublish", 10, 0),
+            row("xadd", 10, 0),
+        ],
+        "four per batch, whatever its size"
+    );
+    assert_eq!(work.log.get(), Some(1 + 19));
+
+    // Someone else publishes: the next batch is refused once, reads the log, goes on.
+    backend.publish(&id, &[chunk("other")], None).await.unwrap();
+    cli(port, &["CONFIG", "RESETSTAT"]);
+    let outcome = backend
+        .publish(&id, &[chunk("after")], Some(work.fence()))
+        .await
+        .unwrap();
+    assert_eq!(outcome, PublishOutcome::Published { last_seq: 22 });
+    assert_eq!(
+        sorted(command_stats(port)),
+        [
+            row("evalsha", 1, 0),
+            row("hmget", 1, 0),
+            row("spublish", 1, 0),
+            row("xadd", 2, 1),
+            row("xrevrange", 1, 0),
+        ]
+    );
+    let replay = backend.replay(&id, 0).await.unwrap();
+    let seqs: Vec<u64> = replay
+        .events
+        .iter()
+        .map(|l| shared::backend::seq_of(l).unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=22).collect::<Vec<_>>());
+
+    // A log that cannot be written is an error, not a reason to number again.
+    let events = Keys::new(&prefix, 16).events(&id);
+    cli(port, &["DEL", &events]);
+    cli(port, &["SET", &events, "not a stream"]);
+    for fence in [Some(work.fence()), None] {
+        let failed = backend.publish(&id, &[chunk("x")], fence).await;
+        assert!(
+            matches!(&failed, Err(StoreError::Redis(e)) if e.details().contains("WRONGTYPE")),
+            "{failed:?}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------

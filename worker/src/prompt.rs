@@ -144,6 +144,7 @@ mod tests {
             tool_calls: Vec::new(),
             user_id: None,
             metadata: serde_json::json!({}),
+            log: Default::default(),
         }
     }
 

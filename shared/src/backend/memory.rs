@@ -294,7 +294,7 @@ impl MemoryBackend {
         &self,
         id: &SessionId,
         events: &[StreamEvent],
-        fence: Option<Fence>,
+        fence: Option<Fence<'_>>,
     ) -> Result<PublishOutcome, StoreError> {
         let (last_seq, payload) = {
             let mut state = self.state();
@@ -311,6 +311,9 @@ impl MemoryBackend {
             }
             self.log_batch(session, events)
         };
+        if let Some(fence) = fence {
+            fence.log.set(last_seq);
+        }
         self.publish_lines(id, payload);
         Ok(PublishOutcome::Published { last_seq })
     }
@@ -318,7 +321,7 @@ impl MemoryBackend {
     pub async fn save_tool_calls(
         &self,
         id: &SessionId,
-        fence: Fence,
+        fence: Fence<'_>,
         calls: &[FunctionCall],
         events: &[StreamEvent],
     ) -> Result<SaveOutcome, StoreError> {
@@ -342,7 +345,11 @@ impl MemoryBackend {
             for call in calls {
                 stored.1.insert(call.slot(), call.clone());
             }
-            (!events.is_empty()).then(|| self.log_batch(session, events).1)
+            (!events.is_empty()).then(|| {
+                let (last_seq, payload) = self.log_batch(session, events);
+                fence.log.set(last_seq);
+                payload
+            })
         };
         if let Some(payload) = payload {
             self.publish_lines(id, payload);
@@ -465,6 +472,7 @@ impl MemoryBackend {
             tool_calls,
             user_id: session.record.user_id.clone(),
             metadata: session.record.metadata.clone(),
+            log: LogPosition::at(session.record.last_seq),
         })))
     }
 

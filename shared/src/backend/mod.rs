@@ -174,7 +174,7 @@ impl Backend {
         &self,
         id: &SessionId,
         events: &[StreamEvent],
-        fence: Option<Fence>,
+        fence: Option<Fence<'_>>,
     ) -> Result<PublishOutcome, StoreError> {
         dispatch!(self, b => b.publish(id, events, fence).await)
     }
@@ -270,7 +270,7 @@ impl Backend {
     pub async fn save_tool_calls(
         &self,
         id: &SessionId,
-        fence: Fence,
+        fence: Fence<'_>,
         calls: &[FunctionCall],
         events: &[StreamEvent],
     ) -> Result<SaveOutcome, StoreError> {

@@ -1,8 +1,9 @@
 //! Events and the bus: publish (seqs, log, channel in one script), replay from the
 //! log, the gateway's subscriber, cancel requests for workers, canaries.
 
+use super::work::log_after;
 use super::{RedisBackend, RedisSubscriber};
-use crate::backend::{PublishOutcome, StoreError, finish_replay, split_batch};
+use crate::backend::{PublishOutcome, StoreError, finish_replay, seq_of, split_batch};
 use crate::clock;
 use crate::ids::SessionId;
 use crate::model::*;
@@ -11,13 +12,17 @@ use fred::prelude::*;
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 
+/// An event log entry as `XRANGE` reads it: its id and fields (`e`: the batch).
+type Entry = (String, HashMap<String, String>);
+
 impl RedisBackend {
-    /// Publishes events in one batch; `fence` is the worker's attempt, when it has one.
+    /// Publishes events in one batch; `fence` is the worker's attempt, when it has one,
+    /// and carries where its last publish left the log (moved on by this one).
     pub async fn publish(
         &self,
         id: &SessionId,
         events: &[StreamEvent],
-        fence: Option<Fence>,
+        fence: Option<Fence<'_>>,
     ) -> Result<PublishOutcome, StoreError> {
         let k = self.keys();
         let mut args = vec![
@@ -26,38 +31,80 @@ impl RedisBackend {
             self.ttl().to_string(),
             fence.map(|f| f.attempt.to_string()).unwrap_or_default(),
             fence.map(|f| f.message_id.to_string()).unwrap_or_default(),
+            fence.map(|f| log_after(f.log)).unwrap_or_default(),
             events.len().to_string(),
         ];
         args.extend(events.iter().map(StreamEvent::to_json));
-        self.scripts()
+        let outcome = self
+            .scripts()
             .publish_events
             .run(self, vec![k.meta(id), k.events(id)], args)
-            .await
+            .await?;
+        if let (PublishOutcome::Published { last_seq }, Some(fence)) = (outcome, fence) {
+            fence.log.set(last_seq);
+        }
+        Ok(outcome)
+    }
+
+    /// The session's last seq: the last event of its log's newest entry (the log is
+    /// the seq counter, `publish_batch.lua`), 0 with no log.
+    pub(super) async fn last_seq(&self, id: &SessionId) -> Result<u64, StoreError> {
+        match self.newest_entry(id).await? {
+            Some(entry) => entry_seqs(&entry).map(|(_, last)| last),
+            None => Ok(0),
+        }
+    }
+
+    async fn newest_entry(&self, id: &SessionId) -> Result<Option<Entry>, StoreError> {
+        let newest: Vec<Entry> = self
+            .client()
+            .xrevrange(self.keys().events(id), "+", "-", Some(1))
+            .await?;
+        Ok(newest.into_iter().next())
     }
 
     pub async fn replay(&self, id: &SessionId, after_seq: u64) -> Result<Replay, StoreError> {
-        let k = self.keys();
-        let last_seq: Option<u64> = self.client().hget(k.meta(id), "seq").await?;
-        let last_seq = last_seq.unwrap_or(0);
+        let Some(newest) = self.newest_entry(id).await? else {
+            return Ok(finish_replay(Vec::new(), after_seq, 0));
+        };
+        let (first, last_seq) = entry_seqs(&newest)?;
         if after_seq >= last_seq {
-            return Ok(Replay {
-                events: Vec::new(),
-                recovered: after_seq == last_seq,
-                last_seq,
-            });
+            return Ok(finish_replay(Vec::new(), after_seq, last_seq));
         }
-        // Entries are keyed by the last seq of their batch: every batch holding a seq
-        // past `after_seq` has an id past `after_seq`-0.
-        let entries: Vec<(String, HashMap<String, String>)> = self
-            .client()
-            .xrange(k.events(id), format!("({after_seq}-0"), "+", None)
-            .await?;
+        let entries = if first <= after_seq + 1 {
+            // The tail a client usually asks for: the newest entry holds all of it.
+            vec![newest]
+        } else {
+            // Entries are keyed by their first seq (older ones by their last): past
+            // `after_seq`, and the one at or before it, which may hold seqs past it.
+            let log = self.keys().events(id);
+            let (before, past) = tokio::try_join!(
+                self.client().xrevrange::<Vec<Entry>, _, _, _>(
+                    &log,
+                    format!("{after_seq}-0"),
+                    "-",
+                    Some(1)
+                ),
+                self.client().xrange::<Vec<Entry>, _, _, _>(
+                    &log,
+                    format!("({after_seq}-0"),
+                    "+",
+                    None
+                ),
+            )?;
+            before.into_iter().chain(past).collect()
+        };
         let mut events = Vec::new();
         for (_, fields) in &entries {
             if let Some(payload) = fields.get("e") {
                 events.extend(split_batch(payload).map(|(_, line)| line.to_owned()));
             }
         }
+        // Batches published since the newest entry was read may be among them.
+        let last_seq = events
+            .last()
+            .and_then(|l| seq_of(l))
+            .map_or(last_seq, |s| s.max(last_seq));
         Ok(finish_replay(events, after_seq, last_seq))
     }
 
@@ -161,4 +208,13 @@ pub(super) async fn ssubscribe_each(
         client.ssubscribe(channel).await?;
     }
     Ok(())
+}
+
+/// The first and last seq of a log entry's batch (its first and last line's).
+fn entry_seqs((entry_id, fields): &Entry) -> Result<(u64, u64), StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("event log entry {entry_id}"));
+    let payload = fields.get("e").ok_or_else(corrupt)?;
+    let first = payload.split('\n').next().and_then(seq_of);
+    let last = payload.rsplit('\n').next().and_then(seq_of);
+    first.zip(last).ok_or_else(corrupt)
 }

@@ -6,7 +6,7 @@
 -- KEYS: meta, history, pending, idem, events, inbox, sessions, calls
 -- ARGV: session id, attempt, message id, answer json ('' = none), channel,
 --       log max entries, ttl secs, entry id, group, now ms, history max, ready channel,
---       n, event json x n
+--       last seq the worker saw ('' = unknown, see publish_batch.lua), n, event json x n
 -- Returns 'ok' | 'fenced' | 'gone'
 local function ack()
   redis.call('XACK', KEYS[6], ARGV[9], ARGV[8])
@@ -21,8 +21,8 @@ if head and cjson.decode(head)['id'] == ARGV[3] then
     redis.call('LTRIM', KEYS[2], -tonumber(ARGV[11]), -1)
     redis.call('HINCRBY', KEYS[1], 'count', 1)
   end
-  local n = tonumber(ARGV[13])
-  if n > 0 then publish_batch(KEYS[1], KEYS[5], ARGV[5], ARGV[6], 14, n) end
+  local n = tonumber(ARGV[14])
+  if n > 0 then publish_batch(KEYS[5], ARGV[5], ARGV[6], ARGV[13], 15, n) end
   redis.call('LPOP', KEYS[3])
   redis.call('DEL', KEYS[8])
   redis.call('HSET', KEYS[1], 'tries', 0)

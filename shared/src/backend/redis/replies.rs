@@ -222,6 +222,7 @@ impl ScriptReply for Begin {
                     tool_calls,
                     user_id: (!owner.is_empty()).then(|| UserId::new(owner)),
                     metadata,
+                    log: LogPosition::unknown(),
                 }))
             }
             other => return Err(corrupt(Self::SCRIPT, format!("tag {other:?}"))),
@@ -245,16 +246,39 @@ impl ScriptReply for FinishOutcome {
 }
 
 /// `save_tool_calls.lua`: `'ok' | 'fenced' | 'cancelled' | 'gone'`.
-impl ScriptReply for SaveOutcome {
+/// `save_tool_calls.lua`: `{'ok', last seq (0: no events)} | 'fenced' | 'cancelled' |
+/// 'gone'`, with the last seq kept for the worker's next publish.
+pub(super) struct Saved {
+    pub outcome: SaveOutcome,
+    pub last_seq: Option<u64>,
+}
+
+impl ScriptReply for Saved {
     const SCRIPT: &'static str = "save_tool_calls";
     fn parse(reply: Value) -> Result<Self, StoreError> {
-        match text_of(Self::SCRIPT, Some(reply), "outcome")?.as_str() {
-            "ok" => Ok(SaveOutcome::Saved),
-            "fenced" => Ok(SaveOutcome::Fenced),
-            "cancelled" => Ok(SaveOutcome::Cancelled),
-            "gone" => Ok(SaveOutcome::SessionGone),
-            other => Err(corrupt(Self::SCRIPT, format!("outcome {other:?}"))),
+        if let Value::Array(_) = reply {
+            let mut fields = Fields::of(Self::SCRIPT, reply)?;
+            let tag = fields.text("tag")?;
+            if tag != "ok" {
+                return Err(corrupt(Self::SCRIPT, format!("tag {tag:?}")));
+            }
+            let last_seq = fields.count("last seq")?;
+            fields.end()?;
+            return Ok(Saved {
+                outcome: SaveOutcome::Saved,
+                last_seq: (last_seq > 0).then_some(last_seq),
+            });
         }
+        let outcome = match text_of(Self::SCRIPT, Some(reply), "outcome")?.as_str() {
+            "fenced" => SaveOutcome::Fenced,
+            "cancelled" => SaveOutcome::Cancelled,
+            "gone" => SaveOutcome::SessionGone,
+            other => return Err(corrupt(Self::SCRIPT, format!("outcome {other:?}"))),
+        };
+        Ok(Saved {
+            outcome,
+            last_seq: None,
+        })
     }
 }
 
@@ -361,7 +385,20 @@ mod tests {
         assert!(PublishOutcome::parse(Value::Integer(-3)).is_err());
         assert!(PublishOutcome::parse(text("5")).is_err());
         assert!(FinishOutcome::parse(text("maybe")).is_err());
-        assert!(SaveOutcome::parse(Value::Integer(1)).is_err());
+        assert!(Saved::parse(Value::Integer(1)).is_err());
+        assert!(Saved::parse(text("ok")).is_err(), "ok carries the last seq");
+        let saved = Saved::parse(array(vec![text("ok"), Value::Integer(7)])).unwrap();
+        assert_eq!(
+            (saved.outcome, saved.last_seq),
+            (SaveOutcome::Saved, Some(7))
+        );
+        let saved = Saved::parse(array(vec![text("ok"), Value::Integer(0)])).unwrap();
+        assert_eq!(saved.last_seq, None, "no events, nothing learnt");
+        assert_eq!(
+            Saved::parse(text("fenced")).unwrap().outcome,
+            SaveOutcome::Fenced
+        );
+        assert!(Saved::parse(array(vec![text("ok"), Value::Integer(7), text("x")])).is_err());
         assert!(CancelOutcome::parse(Value::Null).is_err());
         assert!(Created::parse(Value::Integer(2)).is_err());
         assert!(Touched::parse(Value::Integer(1)).unwrap().0);

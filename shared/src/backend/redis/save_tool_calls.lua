@@ -6,8 +6,9 @@
 -- The calls hash belongs to one message (field `message`); finish_work.lua deletes it.
 -- KEYS: meta, calls, events
 -- ARGV: channel, log max entries, ttl secs, attempt, message id, n, m,
+--       last seq the worker saw ('' = unknown, see publish_batch.lua),
 --       (slot, call json) x n, event json x m
--- Returns 'ok' | 'fenced' | 'cancelled' | 'gone'
+-- Returns {'ok', last seq (0: no events)} | 'fenced' | 'cancelled' | 'gone'
 local fence = redis.call('HMGET', KEYS[1], 'attempt', 'cancel')
 if not fence[1] then return 'gone' end
 if fence[1] ~= ARGV[4] then return 'fenced' end
@@ -16,11 +17,12 @@ local n = tonumber(ARGV[6])
 local m = tonumber(ARGV[7])
 redis.call('HSET', KEYS[2], 'message', ARGV[5])
 for i = 0, n - 1 do
-  redis.call('HSET', KEYS[2], ARGV[8 + 2 * i], ARGV[9 + 2 * i])
+  redis.call('HSET', KEYS[2], ARGV[9 + 2 * i], ARGV[10 + 2 * i])
 end
 redis.call('EXPIRE', KEYS[2], ARGV[3])
+local last = 0
 if m > 0 then
-  local last = publish_batch(KEYS[1], KEYS[3], ARGV[1], ARGV[2], 8 + 2 * n, m)
+  last = publish_batch(KEYS[3], ARGV[1], ARGV[2], ARGV[8], 9 + 2 * n, m)
   if last == m then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
 end
-return 'ok'
+return {'ok', last}

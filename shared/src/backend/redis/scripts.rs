@@ -3,9 +3,9 @@
 //! cannot read a script's reply as another shape.
 
 use super::RedisBackend;
-use super::replies::{Created, Deleted, Moved, ScriptReply, Touched};
+use super::replies::{Created, Deleted, Moved, Saved, ScriptReply, Touched};
 use crate::backend::{PublishOutcome, StoreError};
-use crate::model::{AcceptOutcome, Begin, CancelOutcome, FinishOutcome, SaveOutcome};
+use crate::model::{AcceptOutcome, Begin, CancelOutcome, FinishOutcome};
 use fred::types::Value;
 use fred::types::scripts::Script;
 use std::marker::PhantomData;
@@ -92,7 +92,7 @@ pub(super) struct Scripts {
     pub publish_events: TypedScript<PublishOutcome>,
     pub begin_work: TypedScript<Begin>,
     pub finish_work: TypedScript<FinishOutcome>,
-    pub save_tool_calls: TypedScript<SaveOutcome>,
+    pub save_tool_calls: TypedScript<Saved>,
     pub cancel_generation: TypedScript<CancelOutcome>,
     pub migrate_legacy: TypedScript<Moved>,
 }

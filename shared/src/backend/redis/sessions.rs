@@ -42,7 +42,14 @@ impl RedisBackend {
     }
 
     pub async fn session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        let fields: HashMap<String, String> = self.client().hgetall(self.keys().meta(id)).await?;
+        let (fields, last_seq) = tokio::try_join!(
+            async {
+                let fields: HashMap<String, String> =
+                    self.client().hgetall(self.keys().meta(id)).await?;
+                Ok::<_, StoreError>(fields)
+            },
+            self.last_seq(id),
+        )?;
         if fields.is_empty() {
             return Ok(None);
         }
@@ -69,7 +76,7 @@ impl RedisBackend {
                 .get("metadata")
                 .and_then(|m| serde_json::from_str(m).ok())
                 .unwrap_or_else(|| serde_json::json!({})),
-            last_seq: num("seq")? as u64,
+            last_seq,
         }))
     }
 

@@ -313,6 +313,7 @@ impl RedisBackend {
             clock::now_millis().to_string(),
             self.settings().history_max_messages.to_string(),
             k.ready(partition),
+            log_after(&work.log),
             events.len().to_string(),
         ];
         args.extend(events.iter().map(StreamEvent::to_json));
@@ -322,7 +323,7 @@ impl RedisBackend {
     pub async fn save_tool_calls(
         &self,
         id: &SessionId,
-        fence: Fence,
+        fence: Fence<'_>,
         calls: &[FunctionCall],
         events: &[StreamEvent],
     ) -> Result<SaveOutcome, StoreError> {
@@ -335,6 +336,7 @@ impl RedisBackend {
             fence.message_id.to_string(),
             calls.len().to_string(),
             events.len().to_string(),
+            log_after(fence.log),
         ];
         for call in calls {
             args.push(call.slot());
@@ -342,8 +344,18 @@ impl RedisBackend {
         }
         args.extend(events.iter().map(StreamEvent::to_json));
         let keys = vec![k.meta(id), k.calls(id), k.events(id)];
-        self.scripts().save_tool_calls.run(self, keys, args).await
+        let saved = self.scripts().save_tool_calls.run(self, keys, args).await?;
+        if let Some(last_seq) = saved.last_seq {
+            fence.log.set(last_seq);
+        }
+        Ok(saved.outcome)
     }
+}
+
+/// The `after` argument of the publishing scripts: the last seq the publisher saw, or
+/// '' for none (`publish_batch.lua` then reads the log).
+pub(super) fn log_after(log: &LogPosition) -> String {
+    log.get().map(|seq| seq.to_string()).unwrap_or_default()
 }
 
 /// Routes a command by its key's slot, computed here rather than by fred guessing
