@@ -91,6 +91,13 @@ pub struct StoreSettings {
           value_parser = clap::value_parser!(u16).range(1..=crate::keys::MAX_PARTITIONS as i64))]
     pub store_partitions: u16,
 
+    /// Longest a worker goes without reading every inbox partition, in milliseconds.
+    /// Workers read the partitions their `ready` notices name; this sweep of all of
+    /// them is the safety net for a notice missed some other way.
+    #[arg(long, env = "INBOX_SWEEP_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    pub inbox_sweep_ms: u64,
+
     /// Deadline of one Redis command, in milliseconds.
     #[arg(long, env = "REDIS_COMMAND_TIMEOUT_MS", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(100..))]
@@ -124,6 +131,7 @@ impl StoreSettings {
             event_log_max_entries: 1_000,
             history_max_messages: 1_000,
             store_partitions: crate::keys::DEFAULT_PARTITIONS,
+            inbox_sweep_ms: 2_000,
             redis_command_timeout_ms: 5_000,
             redis_tls_ca_file: None,
             redis_tls_cert_file: None,

@@ -1,6 +1,7 @@
 //! What is stored and what travels inside: sessions, messages, inbox deliveries and
 //! the outcomes workers write.
 
+use crate::backend::Charge;
 use crate::clock;
 use crate::ids::{MessageId, SessionId, UserId};
 use crate::telemetry::TraceContext;
@@ -217,6 +218,11 @@ pub struct Work {
     pub metadata: Value,
     /// The session's last seq as this attempt's own publishes left it.
     pub log: LogPosition,
+    /// Who pays for the answer (`None`: no budget to check or charge).
+    pub charge: Option<Charge>,
+    /// The `typing` status is already published: the store does it when it begins a
+    /// first try that is not cancelled and has no charge to check first.
+    pub announced: bool,
 }
 
 impl Work {

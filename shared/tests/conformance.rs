@@ -123,6 +123,39 @@ async fn active_sessions_counts_live_ones(backend: Backend, _ctx: &Ctx) {
 
 /// Real seconds on Redis, virtual ones on memory. TTL 2 s; `touched` is touched at
 /// 1.0 s, so at 2.4 s the others have expired and it has not (it goes at 3.0 s).
+/// Messages and answers are activity: a session whose messages keep coming outlives
+/// its first TTL, and every key of it with it (on Redis the TTLs are refreshed at most
+/// every TTL/20, here every 100 ms, so both sends are past a refresh).
+async fn messages_and_answers_keep_a_session_alive(_backend: Backend, ctx: &Ctx) {
+    let backend = ctx.connect(|s| s.session_idle_ttl_secs = 2).await;
+    let id = session(&backend).await;
+    let mut sent = Vec::new();
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let message = accept(&backend, &id, &format!("message {round}")).await;
+        let delivery = one_delivery(&backend).await;
+        let work = work_of(backend.begin(&delivery, 10).await.unwrap());
+        let answer = StoredMessage::assistant(format!("answer {round}"), message.id, false);
+        let outcome = backend
+            .finish(&delivery, &work, Some(&answer), &chunks("a", 1))
+            .await
+            .unwrap();
+        assert_eq!(outcome, FinishOutcome::Done);
+        sent.extend([message, answer]);
+    }
+    // 2.7 s after creation, 0.9 s after the last answer, with a TTL of 2 s.
+    let page = backend
+        .history(&id, 100, None)
+        .await
+        .unwrap()
+        .expect("alive");
+    assert_eq!(page.messages, sent);
+    let replay = backend.replay(&id, 0).await.unwrap();
+    assert!(replay.recovered);
+    assert_eq!(replay.events.len(), 6, "typing and a chunk per answer");
+    assert_eq!(backend.active_sessions().await.unwrap(), 1);
+}
+
 async fn idle_sessions_expire_unless_touched(_backend: Backend, ctx: &Ctx) {
     let backend = ctx.connect(|s| s.session_idle_ttl_secs = 2).await;
     let idle = session(&backend).await;
@@ -421,6 +454,9 @@ async fn one_inbox_entry_per_busy_session(backend: Backend, _ctx: &Ctx) {
         let work = work_of(backend.begin(&delivery, 100).await.unwrap());
         assert_eq!(&work.message, message, "answered in order");
         assert!(work.attempt > last_attempt);
+        // A first try says `typing` as it begins: one event, then the answer's two.
+        assert!(work.announced);
+        assert_eq!(announced(&mut rx, message.id).await, 3 * n as u64 + 1);
         if n == 0 {
             assert_eq!(work.attempt, 1);
             assert_eq!(work.history, messages);
@@ -441,7 +477,7 @@ async fn one_inbox_entry_per_busy_session(backend: Backend, _ctx: &Ctx) {
         let published = next_message(&mut rx).await;
         assert_eq!(published.session_id, id);
         let lines: Vec<&str> = published.payload.split('\n').collect();
-        let first_seq = 2 * n as u64 + 1;
+        let first_seq = 3 * n as u64 + 2;
         assert_eq!(seqs(lines.iter().copied()), [first_seq, first_seq + 1]);
         assert_eq!(contents(lines), [format!("a{n}-0"), format!("a{n}-1")]);
 
@@ -579,6 +615,10 @@ async fn a_reclaim_fences_the_old_attempt(backend: Backend, _ctx: &Ctx) {
     let new = work_of(backend.begin(&delivery, 10).await.unwrap());
     assert_eq!((old.attempt, new.attempt), (1, 2));
     assert_eq!(new.message, message, "the same message, restarted");
+    // The first try said `typing` as it began; a restart leaves that to the worker
+    // (it announces `restarted` first).
+    assert_eq!((old.announced, new.announced), (true, false));
+    assert_eq!(announced(&mut rx, message.id).await, 1);
 
     let outcome = backend
         .publish(&id, &chunks("old", 1), Some(old.fence()))
@@ -594,8 +634,8 @@ async fn a_reclaim_fences_the_old_attempt(backend: Backend, _ctx: &Ctx) {
     let record = backend.session(&id).await.unwrap().unwrap();
     assert_eq!(
         (record.message_count, record.last_seq),
-        (1, 0),
-        "nothing written"
+        (1, 1),
+        "nothing written but the first try's typing"
     );
     let page = backend.history(&id, 10, None).await.unwrap().unwrap();
     assert_eq!(page.messages, std::slice::from_ref(&message));
@@ -605,7 +645,7 @@ async fn a_reclaim_fences_the_old_attempt(backend: Backend, _ctx: &Ctx) {
         .publish(&id, &chunks("new", 1), Some(new.fence()))
         .await
         .unwrap();
-    assert_eq!(outcome, PublishOutcome::Published { last_seq: 1 });
+    assert_eq!(outcome, PublishOutcome::Published { last_seq: 2 });
     let published = next_message(&mut rx).await;
     assert_eq!(
         contents(published.payload.split('\n')),
@@ -642,6 +682,8 @@ async fn a_failed_answer_publishes_only_the_error(backend: Backend, _ctx: &Ctx) 
 
     let delivery = one_delivery(&backend).await;
     let work = work_of(backend.begin(&delivery, 10).await.unwrap());
+    let typing = next_message(&mut rx).await;
+    assert_eq!(seqs([&*typing.payload]), [1], "the typing begin published");
     let outcome = backend
         .finish(&delivery, &work, None, &[error_event(first.id)])
         .await
@@ -651,9 +693,12 @@ async fn a_failed_answer_publishes_only_the_error(backend: Backend, _ctx: &Ctx) 
     let published = next_message(&mut rx).await;
     assert_eq!(published.payload.split('\n').count(), 1);
     assert_eq!(type_of(&published.payload), "error");
-    assert_eq!(seqs([&*published.payload]), [1]);
+    assert_eq!(seqs([&*published.payload]), [2]);
     let replay = backend.replay(&id, 0).await.unwrap();
-    assert_eq!(replay.events, [published.payload.to_string()]);
+    assert_eq!(
+        replay.events,
+        [typing.payload.to_string(), published.payload.to_string()]
+    );
 
     let page = backend.history(&id, 10, None).await.unwrap().unwrap();
     assert_eq!(
@@ -662,7 +707,7 @@ async fn a_failed_answer_publishes_only_the_error(backend: Backend, _ctx: &Ctx) 
         "no assistant message"
     );
     let record = backend.session(&id).await.unwrap().unwrap();
-    assert_eq!((record.message_count, record.last_seq), (2, 1));
+    assert_eq!((record.message_count, record.last_seq), (2, 2));
 
     let delivery = one_delivery(&backend).await;
     let work = work_of(backend.begin(&delivery, 10).await.unwrap());
@@ -996,6 +1041,7 @@ async fn tool_calls_survive_a_restart_and_end_with_the_answer(backend: Backend, 
     let delivery = one_delivery(&backend).await;
     let first = work_of(backend.begin(&delivery, 10).await.unwrap());
     assert!(first.tool_calls.is_empty());
+    announced(&mut rx, message.id).await;
     assert_eq!(
         first.user_id,
         new_session().user_id,
@@ -1086,7 +1132,8 @@ async fn tool_calls_of_a_cancelled_or_deleted_session_are_refused(backend: Backe
         .await
         .unwrap();
     assert_eq!(outcome, SaveOutcome::Cancelled);
-    assert_eq!(backend.session(&id).await.unwrap().unwrap().last_seq, 0);
+    // Only the `typing` the first try's begin published.
+    assert_eq!(backend.session(&id).await.unwrap().unwrap().last_seq, 1);
     assert!(backend.delete_session(&id).await.unwrap());
     let outcome = backend
         .save_tool_calls(&id, work.fence(), &[tool_call(0, 0, None)], &[])
@@ -1173,25 +1220,26 @@ async fn interleaved_publishers_keep_seqs_gap_free(backend: Backend, _ctx: &Ctx)
         last_seq
     };
 
-    assert_eq!(publish_as(&work, 1).await, 1);
+    // `begin` published `typing` (seq 1).
+    assert_eq!(publish_as(&work, 1).await, 2);
     let other = work.clone();
-    assert_eq!(publish_as(&work, 1).await, 2, "its own position");
-    assert_eq!(publish_as(&work, 3).await, 5);
-    // `other` is at 1: its publish lands after the 3-event batch.
-    assert_eq!(publish_as(&other, 2).await, 7);
-    // `work` is at 5, just before `other`'s batch.
-    assert_eq!(publish_as(&work, 1).await, 8);
-    assert_eq!(publish_as(&work, 2).await, 10);
-    assert_eq!(publish(&backend, &id, &chunks("unfenced", 3)).await, 13);
-    assert_eq!(publish_as(&other, 1).await, 14);
-    // Tool calls and the finish publish from the position too; `work` is stale (10).
+    assert_eq!(publish_as(&work, 1).await, 3, "its own position");
+    assert_eq!(publish_as(&work, 3).await, 6);
+    // `other` is at 2: its publish lands after the 3-event batch.
+    assert_eq!(publish_as(&other, 2).await, 8);
+    // `work` is at 6, just before `other`'s batch.
+    assert_eq!(publish_as(&work, 1).await, 9);
+    assert_eq!(publish_as(&work, 2).await, 11);
+    assert_eq!(publish(&backend, &id, &chunks("unfenced", 3)).await, 14);
+    assert_eq!(publish_as(&other, 1).await, 15);
+    // Tool calls and the finish publish from the position too; `work` is stale (11).
     let saved = backend
         .save_tool_calls(&id, work.fence(), &[tool_call(0, 0, None)], &chunks("f", 2))
         .await
         .unwrap();
     assert_eq!(saved, SaveOutcome::Saved);
-    assert_eq!(work.log.get(), Some(16));
-    assert_eq!(publish_as(&other, 1).await, 17);
+    assert_eq!(work.log.get(), Some(17));
+    assert_eq!(publish_as(&other, 1).await, 18);
     let answer = StoredMessage::assistant("done", message.id, false);
     let done = backend
         .finish(&delivery, &work, Some(&answer), &chunks("end", 2))
@@ -1200,25 +1248,25 @@ async fn interleaved_publishers_keep_seqs_gap_free(backend: Backend, _ctx: &Ctx)
     assert_eq!(done, FinishOutcome::Done);
 
     let mut live = Vec::new();
-    while live.len() < 19 {
+    while live.len() < 20 {
         let message = next_message(&mut rx).await;
         live.extend(message.payload.split('\n').map(str::to_owned));
     }
     assert_eq!(
         seqs(live.iter().map(String::as_str)),
-        (1..=19).collect::<Vec<_>>()
+        (1..=20).collect::<Vec<_>>()
     );
     let replay = backend.replay(&id, 0).await.unwrap();
     assert!(replay.recovered);
     assert_eq!(replay.events, live, "the log holds what the bus carried");
-    assert_eq!(replay.last_seq, 19);
-    assert_eq!(backend.session(&id).await.unwrap().unwrap().last_seq, 19);
+    assert_eq!(replay.last_seq, 20);
+    assert_eq!(backend.session(&id).await.unwrap().unwrap().last_seq, 20);
     // From inside every batch: exactly the events after.
-    for after in 0..=19 {
+    for after in 0..=20 {
         let replay = backend.replay(&id, after).await.unwrap();
         assert!(replay.recovered, "after {after}");
         assert_eq!(replay.events, live[after as usize..], "after {after}");
-        assert_eq!(replay.last_seq, 19);
+        assert_eq!(replay.last_seq, 20);
     }
 }
 
@@ -1317,6 +1365,7 @@ conformance!(
     session_lifecycle,
     active_sessions_counts_live_ones,
     idle_sessions_expire_unless_touched,
+    messages_and_answers_keep_a_session_alive,
     history_pages_oldest_first,
     history_keeps_the_newest_messages,
     accept_outcomes,

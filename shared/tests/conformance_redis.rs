@@ -386,6 +386,123 @@ fn command_stats(port: u16) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
+/// One whole answer to a message on an idle session, counted the way figure 11
+/// counts (every command a script runs): accept, the worker's read, begin (which
+/// publishes `typing`), one chunk batch and the finish. A first answer made the
+/// history and the log and swept every partition once; the second one is the steady
+/// state: 27 commands + 4 per chunk batch, the TTLs untouched (a refresh is due only
+/// every TTL/20) but the new pending list's, one partition read (its `ready` notice),
+/// and no read of the log (begin numbers from the last finish's seq).
+#[tokio::test]
+async fn a_steady_answer_costs_27_commands_and_4_per_batch() {
+    let server = RedisServer::start();
+    let port = server.port();
+    let mut settings = StoreSettings::new(Some(&server.url()), &unique_prefix("answer"));
+    // No safety-net sweep of every partition during the count (see the next test).
+    settings.inbox_sweep_ms = 600_000;
+    let backend = Backend::connect(&settings).await.unwrap();
+    let new = new_session();
+    let id = new.id.clone();
+    assert!(backend.create_session(&new).await.unwrap());
+    for round in 0..2 {
+        if round == 1 {
+            cli(port, &["CONFIG", "RESETSTAT"]);
+        }
+        let message = accept(&backend, &id, "count me").await;
+        let delivery = deliveries(&backend, 1).await.pop().expect("a delivery");
+        let work = work_of(backend.begin(&delivery, 10).await.unwrap());
+        assert!(work.announced, "typing published by begin");
+        let outcome = backend
+            .publish(&id, &[chunk("a"), chunk("b")], Some(work.fence()))
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            PublishOutcome::Published {
+                last_seq: 5 * round + 3
+            }
+        );
+        let answer = StoredMessage::assistant("ab", message.id, false);
+        let done = backend
+            .finish(
+                &delivery,
+                &work,
+                Some(&answer),
+                &[complete("ab"), chunk("ready")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(done, FinishOutcome::Done);
+    }
+    let mut stats = command_stats(port);
+    stats.sort();
+    let row = |name: &str, calls: u64| (name.to_owned(), calls, 0);
+    assert_eq!(
+        stats,
+        [
+            row("evalsha", 4),
+            row("expire", 1),
+            row("get", 1),
+            row("hmget", 4),
+            row("hset", 3),
+            row("lindex", 1),
+            row("lpop", 1),
+            row("lrange", 2),
+            row("rpush", 3),
+            row("spublish", 4),
+            row("xack", 1),
+            row("xadd", 4),
+            row("xdel", 1),
+            row("xreadgroup", 1),
+        ]
+    );
+    let total: u64 = stats.iter().map(|(_, calls, _)| calls).sum();
+    assert_eq!(total, 27 + 4);
+    let replay = backend.replay(&id, 0).await.unwrap();
+    let seqs: Vec<u64> = replay
+        .events
+        .iter()
+        .map(|l| shared::backend::seq_of(l).unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=10).collect::<Vec<_>>(),
+        "gap-free across answers"
+    );
+}
+
+/// Workers read the partitions their `ready` notices name; an entry whose notice was
+/// missed (added here with no notice at all) is found by the sweep of every partition
+/// `INBOX_SWEEP_MS` after the last one, and not before.
+#[tokio::test]
+async fn an_entry_without_a_notice_waits_for_the_sweep() {
+    let server = RedisServer::start();
+    let port = server.port();
+    for (sweep_ms, found) in [(600_000, false), (300, true)] {
+        let prefix = unique_prefix("sweep");
+        let mut settings = StoreSettings::new(Some(&server.url()), &prefix);
+        settings.inbox_sweep_ms = sweep_ms;
+        let backend = Backend::connect(&settings).await.unwrap();
+        // The first read sweeps every partition (nothing is there yet).
+        let none = backend.read_inbox("w1", 10, Duration::from_millis(100));
+        assert!(none.await.unwrap().is_empty());
+        let id = SessionId::new_random();
+        let keys = Keys::new(&prefix, 16);
+        let inbox = keys.inbox(keys.partition_of(&id));
+        cli(port, &["XADD", &inbox, "*", "session", id.as_str()]);
+        let read = backend
+            .read_inbox("w1", 10, Duration::from_millis(1_500))
+            .await
+            .unwrap();
+        let sessions: Vec<_> = read.iter().map(|d| &d.session_id).collect();
+        if found {
+            assert_eq!(sessions, [&id], "the sweep found it");
+        } else {
+            assert!(sessions.is_empty(), "no notice, no sweep due: {sessions:?}");
+        }
+    }
+}
+
 /// The hot path's cost, counted the way figure 11 counts it (every command a script
 /// runs): a chunk batch of a worker that knows the log's position is four commands,
 /// EVALSHA + HMGET (fence) + XADD (log) + SPUBLISH; a batch after someone else's costs
@@ -402,12 +519,16 @@ async fn a_known_position_publishes_in_four_commands() {
     accept(&backend, &id, "count my commands").await;
     let delivery = deliveries(&backend, 1).await.pop().expect("a delivery");
     let work = work_of(backend.begin(&delivery, 10).await.unwrap());
-    assert_eq!(work.log.get(), None, "begin does not read the log");
+    assert_eq!(
+        work.log.get(),
+        Some(1),
+        "begin published typing, so the worker knows the log's position"
+    );
     let first = backend
-        .publish(&id, &[chunk("typing")], Some(work.fence()))
+        .publish(&id, &[chunk("first")], Some(work.fence()))
         .await
         .unwrap();
-    assert_eq!(first, PublishOutcome::Published { last_seq: 1 });
+    assert_eq!(first, PublishOutcome::Published { last_seq: 2 });
 
     let sorted = |mut stats: Vec<(String, u64, u64)>| {
         stats.sort();
@@ -433,7 +554,7 @@ async fn a_known_position_publishes_in_four_commands() {
         ],
         "four per batch, whatever its size"
     );
-    assert_eq!(work.log.get(), Some(1 + 19));
+    assert_eq!(work.log.get(), Some(2 + 19));
 
     // Someone else publishes: the next batch is refused once, reads the log, goes on.
     backend.publish(&id, &[chunk("other")], None).await.unwrap();
@@ -442,7 +563,7 @@ async fn a_known_position_publishes_in_four_commands() {
         .publish(&id, &[chunk("after")], Some(work.fence()))
         .await
         .unwrap();
-    assert_eq!(outcome, PublishOutcome::Published { last_seq: 22 });
+    assert_eq!(outcome, PublishOutcome::Published { last_seq: 23 });
     assert_eq!(
         sorted(command_stats(port)),
         [
@@ -459,7 +580,7 @@ async fn a_known_position_publishes_in_four_commands() {
         .iter()
         .map(|l| shared::backend::seq_of(l).unwrap())
         .collect();
-    assert_eq!(seqs, (1..=22).collect::<Vec<_>>());
+    assert_eq!(seqs, (1..=23).collect::<Vec<_>>());
 
     // A log that cannot be written is an error, not a reason to number again.
     let events = Keys::new(&prefix, 16).events(&id);
@@ -538,9 +659,10 @@ async fn a_master_failover_mid_stream_keeps_the_session_and_one_outcome() {
         .publish(&id, &[chunk("before")], Some(work.fence()))
         .await
         .unwrap();
-    assert_eq!(published, PublishOutcome::Published { last_seq: 1 });
+    // Seq 1 is the `typing` begin published.
+    assert_eq!(published, PublishOutcome::Published { last_seq: 2 });
     let (lines, _) = bus_chunks(&mut rx, Duration::from_millis(500)).await;
-    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines.len(), 2, "typing and the chunk: {lines:?}");
 
     let keys = Keys::new(&prefix, 16);
     let master = cluster.master_of(&keys.meta(&id));
@@ -558,13 +680,13 @@ async fn a_master_failover_mid_stream_keeps_the_session_and_one_outcome() {
     let record = retry("session", || backend.session(&id))
         .await
         .expect("kept");
-    assert_eq!(record.last_seq, 1);
+    assert_eq!(record.last_seq, 2);
     let after_events = [chunk("after")];
     let after = retry("publish", || {
         backend.publish(&id, &after_events, Some(work.fence()))
     })
     .await;
-    assert_eq!(after, PublishOutcome::Published { last_seq: 2 });
+    assert_eq!(after, PublishOutcome::Published { last_seq: 3 });
     let (lines, resynced) = bus_chunks(&mut rx, Duration::from_secs(3)).await;
     let live = lines.iter().any(|l| l.contains("\"after\""));
     assert!(
@@ -575,7 +697,7 @@ async fn a_master_failover_mid_stream_keeps_the_session_and_one_outcome() {
         .publish(&id, &[chunk("later")], Some(work.fence()))
         .await
         .unwrap();
-    assert_eq!(late, PublishOutcome::Published { last_seq: 3 });
+    assert_eq!(late, PublishOutcome::Published { last_seq: 4 });
     let (lines, _) = bus_chunks(&mut rx, Duration::from_secs(2)).await;
     assert!(
         lines.iter().any(|l| l.contains("\"later\"")),
@@ -642,7 +764,8 @@ async fn round_trip(backend: &Backend) {
         .publish(&id, &[chunk("encrypted")], Some(work.fence()))
         .await
         .unwrap();
-    assert_eq!(published, PublishOutcome::Published { last_seq: 1 });
+    // Seq 1 is the `typing` begin published.
+    assert_eq!(published, PublishOutcome::Published { last_seq: 2 });
     let (lines, _) = bus_chunks(&mut rx, Duration::from_secs(1)).await;
     assert!(
         lines.iter().any(|l| l.contains("encrypted")),

@@ -122,11 +122,11 @@ impl Answerer {
                 )
                 .await;
         }
-        // Who pays (named by the gateway when budgets are on). A message queued before
-        // its payer's budget ran out (the gateway checked it then) is refused here,
-        // before the model is called.
-        let charge = self.backend.charge_of(session).await?;
-        if let Some(charge) = &charge
+        // Who pays (named by the gateway when budgets are on; `begin` read it). A
+        // message queued before its payer's budget ran out (the gateway checked it
+        // then) is refused here, before the model is called.
+        let charge = &work.charge;
+        if let Some(charge) = charge
             && let Some(exceeded) = self.backend.over_budget(charge).await?
         {
             return self.refuse_over_budget(delivery, work, exceeded).await;
@@ -154,11 +154,9 @@ impl Answerer {
                 tracing::Span::current().record("messages", messages.len() as i64);
                 messages
             });
-        let mut typing = Some(StreamEvent::status(
-            Status::Typing,
-            session,
-            Some(work.message.id),
-        ));
+        // `begin` already published `typing` on a first try with no budget to check.
+        let mut typing = (!work.announced)
+            .then(|| StreamEvent::status(Status::Typing, session, Some(work.message.id)));
         // Tool turns an earlier try stored: their finished results are reused.
         let mut calls: Vec<FunctionCall> = Vec::new();
         for turn in prompt::turns(&work.tool_calls) {
@@ -263,7 +261,7 @@ impl Answerer {
         let finished = self
             .finish_with(delivery, work, outcome, calls, tally)
             .await;
-        if let (Ok(FinishOutcome::Done), Some(charge)) = (&finished, &charge)
+        if let (Ok(FinishOutcome::Done), Some(charge)) = (&finished, charge)
             && tally.total() > 0
         {
             self.charge(charge, tally.total()).await;

@@ -145,6 +145,8 @@ mod tests {
             user_id: None,
             metadata: serde_json::json!({}),
             log: Default::default(),
+            charge: None,
+            announced: false,
         }
     }
 

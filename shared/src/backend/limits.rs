@@ -121,10 +121,7 @@ impl Backend {
     /// budget configured).
     pub async fn charge_of(&self, session: &SessionId) -> Result<Option<Charge>, StoreError> {
         let text = dispatch!(self, b => b.charge_of(session).await)?;
-        text.map(|t| {
-            serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("charge {t:?}: {e}")))
-        })
-        .transpose()
+        text.as_deref().map(Charge::parse).transpose()
     }
 
     /// The first window of `charge`'s budget that its payer used up, if any.
@@ -160,6 +157,13 @@ pub struct Charge {
     pub per_day: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_minute: Option<u64>,
+}
+
+impl Charge {
+    /// A charge as the gateway stored it (JSON).
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("charge {text:?}: {e}")))
+    }
 }
 
 impl Charge {

@@ -8,6 +8,7 @@
 mod limits;
 mod slots;
 
+use super::Charge;
 use super::batch::{splice_seq, split_batch};
 use super::{BusSignal, DEAD_LETTERS_KEPT, PublishOutcome, StoreError, finish_replay};
 use crate::clock;
@@ -15,7 +16,7 @@ use crate::config::StoreSettings;
 use crate::ids::{MessageId, SessionId};
 use crate::model::*;
 use crate::telemetry::TraceContext;
-use crate::wire::StreamEvent;
+use crate::wire::{Status, StreamEvent};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -435,6 +436,12 @@ impl MemoryBackend {
         delivery: &Delivery,
         context_messages: usize,
     ) -> Result<Begin, StoreError> {
+        let charge = self
+            .charge_of(&delivery.session_id)
+            .await?
+            .as_deref()
+            .map(Charge::parse)
+            .transpose()?;
         let mut state = self.state();
         let Some(session) = state.live(&delivery.session_id) else {
             state.ack(&delivery.entry_id);
@@ -462,10 +469,18 @@ impl MemoryBackend {
             .as_ref()
             .map(|(_, calls)| calls.values().cloned().collect())
             .unwrap_or_default();
-        Ok(Begin::Work(Box::new(Work {
+        let cancelled = session.cancel == Some(message.id);
+        // As begin_work.lua: a first try with nothing to check first says `typing` now.
+        let announced = session.tries == 1 && !cancelled && charge.is_none();
+        let typing = announced.then(|| {
+            let typing =
+                StreamEvent::status(Status::Typing, &delivery.session_id, Some(message.id));
+            self.log_batch(session, &[typing]).1
+        });
+        let work = Work {
             attempt: session.attempt,
             tries: session.tries,
-            cancelled: session.cancel == Some(message.id),
+            cancelled,
             message,
             trace,
             history: session.history.iter().skip(skip).cloned().collect(),
@@ -473,7 +488,14 @@ impl MemoryBackend {
             user_id: session.record.user_id.clone(),
             metadata: session.record.metadata.clone(),
             log: LogPosition::at(session.record.last_seq),
-        })))
+            charge,
+            announced,
+        };
+        drop(state);
+        if let Some(payload) = typing {
+            self.publish_lines(&delivery.session_id, payload);
+        }
+        Ok(Begin::Work(Box::new(work)))
     }
 
     pub async fn reclaim(

@@ -231,6 +231,19 @@ pub async fn next_message(rx: &mut mpsc::Receiver<BusSignal>) -> BusMessage {
     }
 }
 
+/// The `typing` status a first try's `begin` publishes, for `message`: its seq.
+pub async fn announced(rx: &mut mpsc::Receiver<BusSignal>, message: MessageId) -> u64 {
+    let published = next_message(rx).await;
+    let event: serde_json::Value = serde_json::from_str(&published.payload).expect("one event");
+    assert_eq!(
+        (event["type"].as_str(), event["status"].as_str()),
+        (Some("status"), Some("typing")),
+        "{event}"
+    );
+    assert_eq!(event["message_id"].as_str(), Some(&*message.to_string()));
+    event["seq"].as_u64().expect("a seq")
+}
+
 /// Exactly one inbox delivery, waiting for it up to the deadline.
 pub async fn one_delivery(backend: &Backend) -> Delivery {
     let mut deliveries = backend.read_inbox("w1", 10, DEADLINE).await.unwrap();

@@ -11,23 +11,41 @@
 --       the trace it was accepted in: what a worker takes from the pending list),
 --       ready channel
 -- Returns {'ok', message id} | {'dup', message id} | {'full'} | {'gone'}
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
+-- Hot path (an idle session, no client message id): HMGET, two RPUSHes, XADD,
+-- SPUBLISH, the new pending list's EXPIRE and one HSET; the TTLs as refresh_ttl.lua says.
+-- `user_id` is set on every live session, so one HMGET tells whether it is gone.
+local meta = redis.call('HMGET', KEYS[1], 'user_id', 'count', 'refreshed_ms')
+if not meta[1] then return {'gone'} end
 if ARGV[4] ~= '' then
   local previous = redis.call('HGET', KEYS[4], ARGV[4])
   if previous then return {'dup', previous} end
 end
-local waiting = redis.call('LLEN', KEYS[3])
-if waiting >= tonumber(ARGV[5]) then return {'full'} end
-redis.call('RPUSH', KEYS[2], ARGV[2])
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[8]), -1)
-redis.call('RPUSH', KEYS[3], ARGV[9])
-redis.call('HINCRBY', KEYS[1], 'count', 1)
-redis.call('HSET', KEYS[1], 'last_ms', ARGV[7])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[4], ARGV[4], ARGV[3]) end
-if waiting == 0 then
-  redis.call('HSET', KEYS[1], 'entry', redis.call('XADD', KEYS[6], '*', 'session', ARGV[1]))
+-- The pending list's new length tells both "full" (undone at once) and "was idle".
+local waiting = redis.call('RPUSH', KEYS[3], ARGV[9])
+if waiting > tonumber(ARGV[5]) then
+  redis.call('RPOP', KEYS[3])
+  return {'full'}
+end
+local kept = tonumber(ARGV[8])
+local length = redis.call('RPUSH', KEYS[2], ARGV[2])
+if length > kept then redis.call('LTRIM', KEYS[2], -kept, -1) end
+local fields = {'count', tonumber(meta[2] or 0) + 1, 'last_ms', ARGV[7]}
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[4], ARGV[4], ARGV[3])
+  redis.call('EXPIRE', KEYS[4], ARGV[6])
+end
+if waiting == 1 then
+  fields[#fields + 1] = 'entry'
+  fields[#fields + 1] = redis.call('XADD', KEYS[6], '*', 'session', ARGV[1])
   redis.call('SPUBLISH', ARGV[10], '1')
 end
-for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[6]) end
-redis.call('ZADD', KEYS[7], ARGV[7], ARGV[1])
+if refresh_due(meta[3], ARGV[7], ARGV[6]) then
+  refresh_ttl(5, ARGV[6], KEYS[7], ARGV[7], ARGV[1])
+  fields[#fields + 1] = 'refreshed_ms'
+  fields[#fields + 1] = ARGV[7]
+else
+  if waiting == 1 then redis.call('EXPIRE', KEYS[3], ARGV[6]) end
+  if length == 1 then redis.call('EXPIRE', KEYS[2], ARGV[6]) end
+end
+redis.call('HSET', KEYS[1], unpack(fields))
 return {'ok', ARGV[3]}

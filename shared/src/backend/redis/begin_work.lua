@@ -1,18 +1,24 @@
 -- Starts (or restarts) answering a session's oldest pending message: bumps the
 -- attempt fence so an earlier holder can no longer publish or finish, counts the
 -- tries of this message (reset when it is finished) and returns the recent history
--- the prompt is built from, the owner and metadata tool calls carry, and the tool
--- calls an earlier try of this message stored (see save_tool_calls.lua), all in one
--- round trip. An entry that is not the session's current one (see
--- accept_message.lua) is stale. Stored calls of another message are leftovers and
--- are dropped.
--- KEYS: meta, pending, inbox, history, calls
--- ARGV: entry id, group, history messages wanted (0 = none)
+-- the prompt is built from, the owner and metadata tool calls carry, the tool calls
+-- an earlier try of this message stored (see save_tool_calls.lua) and who pays for
+-- the answer (the charge, see `backend::limits`), all in one round trip. On a first
+-- try that is not cancelled and has no charge to check first, it also publishes the
+-- `typing` status (see publish_batch.lua), so the worker's next publish needs no read.
+-- An entry that is not the session's current one (see accept_message.lua) is stale.
+-- Stored calls of another message are leftovers and are dropped.
+-- KEYS: meta, pending, inbox, history, calls, events, charge
+-- ARGV: entry id, group, history messages wanted (0 = none), channel,
+--       log max entries, ttl secs, the typing event's JSON before and after its
+--       message id ('' and '' = announce nothing)
 -- Returns {'ok', message json, attempt, tries, cancelled 0|1, {history json...},
---          user id ('' = none), metadata json, {call json...}}
+--          user id ('' = none), metadata json, {call json...}, charge json ('' = none),
+--          last seq after typing (0 = typing not published)}
 --       | {'gone'} | {'idle'}
 -- `user_id` is set on every live session, so one HMGET tells gone, stale and cancelled.
-local meta = redis.call('HMGET', KEYS[1], 'user_id', 'entry', 'cancel', 'metadata')
+local meta = redis.call('HMGET', KEYS[1], 'user_id', 'entry', 'cancel', 'metadata',
+  'attempt', 'tries', 'calls', 'last_seq')
 local head = meta[1] and redis.call('LINDEX', KEYS[2], 0)
 if not head or meta[2] ~= ARGV[1] then
   redis.call('XACK', KEYS[3], ARGV[2], ARGV[1])
@@ -20,8 +26,9 @@ if not head or meta[2] ~= ARGV[1] then
   if not meta[1] then return {'gone'} end
   return {'idle'}
 end
-local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
-local tries = redis.call('HINCRBY', KEYS[1], 'tries', 1)
+local attempt = tonumber(meta[5] or 0) + 1
+local tries = tonumber(meta[6] or 0) + 1
+redis.call('HSET', KEYS[1], 'attempt', attempt, 'tries', tries)
 local message_id = cjson.decode(head)['id']
 local cancelled = 0
 if meta[3] and meta[3] == message_id then cancelled = 1 end
@@ -30,13 +37,23 @@ local wanted = tonumber(ARGV[3])
 -- `LRANGE key -0 -1` is the whole list, not none of it.
 if wanted > 0 then history = redis.call('LRANGE', KEYS[4], -wanted, -1) end
 local calls = {}
-local owner = redis.call('HGET', KEYS[5], 'message')
-if owner == message_id then
+if meta[7] == message_id then
   local fields = redis.call('HGETALL', KEYS[5])
   for i = 1, #fields, 2 do
     if fields[i] ~= 'message' then calls[#calls + 1] = fields[i + 1] end
   end
-elseif owner then
+elseif meta[7] then
   redis.call('DEL', KEYS[5])
+  redis.call('HDEL', KEYS[1], 'calls')
 end
-return {'ok', head, attempt, tries, cancelled, history, meta[1], meta[4] or '{}', calls}
+local charge = redis.call('GET', KEYS[7]) or ''
+local last = 0
+if ARGV[7] ~= '' and tries == 1 and cancelled == 0 and charge == '' then
+  -- From the last finish's seq (see finish_work.lua): no read of the log unless
+  -- something was published since.
+  last = publish_batch(KEYS[6], ARGV[4], ARGV[5], meta[8] or '',
+    {ARGV[7] .. message_id .. ARGV[8]})
+  if last == 1 then redis.call('EXPIRE', KEYS[6], ARGV[6]) end
+end
+return {'ok', head, attempt, tries, cancelled, history, meta[1], meta[4] or '{}', calls,
+  charge, last}

@@ -89,7 +89,7 @@ impl RedisBackend {
         let backend = Self {
             inner: Arc::new(Inner {
                 pool,
-                wakeups: tokio::sync::OnceCell::new(),
+                notices: tokio::sync::OnceCell::new(),
                 rotation: Default::default(),
                 builder,
                 keys: settings.keys(),

@@ -8,32 +8,63 @@
 --       log max entries, ttl secs, entry id, group, now ms, history max, ready channel,
 --       last seq the worker saw ('' = unknown, see publish_batch.lua), n, event json x n
 -- Returns 'ok' | 'fenced' | 'gone'
+-- Meta's `last_seq` is left at the last seq of the published batch: a hint, not the
+-- counter (the log is, see publish_batch.lua), valid as `after` since it is a batch's
+-- last seq; a publish since then only costs the next begin one read of the log.
+-- Hot path: HMGET, LRANGE, RPUSH, the batch's XADD and SPUBLISH, LPOP, XACK, XDEL
+-- and one HSET; the TTLs as refresh_ttl.lua says.
 local function ack()
   redis.call('XACK', KEYS[6], ARGV[9], ARGV[8])
   redis.call('XDEL', KEYS[6], ARGV[8])
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then ack() return 'gone' end
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2] then return 'fenced' end
-local head = redis.call('LINDEX', KEYS[3], 0)
-if head and cjson.decode(head)['id'] == ARGV[3] then
+local meta = redis.call('HMGET', KEYS[1], 'attempt', 'count', 'cancel', 'calls',
+  'refreshed_ms')
+if not meta[1] then ack() return 'gone' end
+if meta[1] ~= ARGV[2] then return 'fenced' end
+local fields = {'last_ms', ARGV[10]}
+-- The head, and whether another message waits behind it.
+local heads = redis.call('LRANGE', KEYS[3], 0, 1)
+local more = #heads > 0
+if heads[1] and cjson.decode(heads[1])['id'] == ARGV[3] then
+  more = #heads > 1
   if ARGV[4] ~= '' then
-    redis.call('RPUSH', KEYS[2], ARGV[4])
-    redis.call('LTRIM', KEYS[2], -tonumber(ARGV[11]), -1)
-    redis.call('HINCRBY', KEYS[1], 'count', 1)
+    local kept = tonumber(ARGV[11])
+    local length = redis.call('RPUSH', KEYS[2], ARGV[4])
+    if length > kept then redis.call('LTRIM', KEYS[2], -kept, -1) end
+    if length == 1 then redis.call('EXPIRE', KEYS[2], ARGV[7]) end
+    fields[#fields + 1] = 'count'
+    fields[#fields + 1] = tonumber(meta[2] or 0) + 1
   end
   local n = tonumber(ARGV[14])
-  if n > 0 then publish_batch(KEYS[5], ARGV[5], ARGV[6], ARGV[13], 15, n) end
+  if n > 0 then
+    local last = publish_batch(KEYS[5], ARGV[5], ARGV[6], ARGV[13], argv_slice(15, n))
+    -- A log this batch made (nothing was published before) has no TTL yet.
+    if last == n then redis.call('EXPIRE', KEYS[5], ARGV[7]) end
+    -- Where the next answer's begin starts numbering without reading the log.
+    fields[#fields + 1] = 'last_seq'
+    fields[#fields + 1] = last
+  end
   redis.call('LPOP', KEYS[3])
-  redis.call('DEL', KEYS[8])
-  redis.call('HSET', KEYS[1], 'tries', 0)
-  redis.call('HDEL', KEYS[1], 'cancel')
+  fields[#fields + 1] = 'tries'
+  fields[#fields + 1] = 0
+  local dropped = {}
+  if meta[3] then dropped[#dropped + 1] = 'cancel' end
+  if meta[4] then
+    redis.call('DEL', KEYS[8])
+    dropped[#dropped + 1] = 'calls'
+  end
+  if #dropped > 0 then redis.call('HDEL', KEYS[1], unpack(dropped)) end
 end
 ack()
-if redis.call('LLEN', KEYS[3]) > 0 then
-  redis.call('HSET', KEYS[1], 'entry', redis.call('XADD', KEYS[6], '*', 'session', ARGV[1]))
+if more then
+  fields[#fields + 1] = 'entry'
+  fields[#fields + 1] = redis.call('XADD', KEYS[6], '*', 'session', ARGV[1])
   redis.call('SPUBLISH', ARGV[12], '1')
 end
-redis.call('HSET', KEYS[1], 'last_ms', ARGV[10])
-for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[7]) end
-redis.call('ZADD', KEYS[7], ARGV[10], ARGV[1])
+if refresh_due(meta[5], ARGV[10], ARGV[7]) then
+  refresh_ttl(5, ARGV[7], KEYS[7], ARGV[10], ARGV[1])
+  fields[#fields + 1] = 'refreshed_ms'
+  fields[#fields + 1] = ARGV[10]
+end
+redis.call('HSET', KEYS[1], unpack(fields))
 return 'ok'

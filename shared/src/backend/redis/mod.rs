@@ -11,6 +11,7 @@
 //! - `scripts` / `replies`: the scripts, each bound to its typed reply;
 //! - `sessions`: create, read, touch, delete, count, history;
 //! - `work`: the inbox — accept, read, begin, claim, reclaim, finish, dead letters;
+//! - `notices`: which inbox partitions a worker reads, from their `ready` notices;
 //! - `events`: publish, replay, the gateway's subscriber, cancel requests, canaries;
 //! - `slots`: the bounded holder sets (`backend::counters`);
 //! - `limits`: cross-pod rate buckets and token usage (`backend::limits`).
@@ -19,6 +20,7 @@ mod connection;
 mod events;
 mod limits;
 mod migrate;
+mod notices;
 mod replies;
 mod scripts;
 mod sessions;
@@ -38,8 +40,8 @@ use std::sync::atomic::AtomicUsize;
 
 struct Inner {
     pool: Pool,
-    /// Wakes the worker's inbox reads on `ready` notices; lazily made (only workers read).
-    wakeups: tokio::sync::OnceCell<Arc<tokio::sync::watch::Sender<u64>>>,
+    /// The inbox partitions due for a worker's read; lazily made (only workers read).
+    notices: tokio::sync::OnceCell<Arc<notices::Notices>>,
     /// Where the next inbox sweep starts, so every partition gets its turn first.
     rotation: AtomicUsize,
     builder: Builder,

@@ -1,5 +1,5 @@
--- Prepended to the scripts that publish events (see `Scripts::load`): numbers n event
--- bodies (ARGV[first] .. ARGV[first + n - 1], each a JSON object) on from the session's
+-- Prepended to the scripts that publish events (see `Scripts::load`): numbers event
+-- bodies (a table of JSON objects, e.g. `argv_slice(first, n)`) on from the session's
 -- last seq, appends them to its log as one entry and publishes them as one
 -- newline-separated payload on the session's shard channel. Returns the new last seq.
 -- The `{"seq":N,` prefix is the one `backend::batch` defines and parses.
@@ -40,11 +40,19 @@ local function refused(reply)
   return type(reply) == 'table' and reply.err ~= nil
 end
 
-local function publish_batch(events, channel, max_entries, after, first, n)
+-- ARGV[first] .. ARGV[first + n - 1] as a table.
+local function argv_slice(first, n)
+  local slice = {}
+  for i = 1, n do slice[i] = ARGV[first + i - 1] end
+  return slice
+end
+
+local function publish_batch(events, channel, max_entries, after, bodies)
+  local n = #bodies
   local function append(from)
     local lines = {}
     for i = 1, n do
-      lines[i] = '{"seq":' .. (from + i) .. ',' .. string.sub(ARGV[first + i - 1], 2)
+      lines[i] = '{"seq":' .. (from + i) .. ',' .. string.sub(bodies[i], 2)
     end
     local payload = table.concat(lines, '\n')
     return redis.pcall('XADD', events, 'MAXLEN', '~', max_entries, (from + 1) .. '-0',

@@ -17,6 +17,6 @@ if ARGV[4] ~= '' then
   if fence[2] == ARGV[5] then return -2 end
 end
 local n = tonumber(ARGV[7])
-local last = publish_batch(KEYS[2], ARGV[1], ARGV[2], ARGV[6], 8, n)
+local last = publish_batch(KEYS[2], ARGV[1], ARGV[2], ARGV[6], argv_slice(8, n))
 if last == n then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
 return last

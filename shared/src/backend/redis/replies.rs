@@ -2,7 +2,7 @@
 //! in its header); anything else — a missing field, a field of the wrong type, an
 //! unknown tag, trailing fields — is a [`StoreError::Corrupt`], never a default value.
 
-use crate::backend::{PublishOutcome, StoreError};
+use crate::backend::{Charge, PublishOutcome, StoreError};
 use crate::ids::{MessageId, UserId};
 use crate::model::*;
 use fred::types::Value;
@@ -177,7 +177,8 @@ impl ScriptReply for PublishOutcome {
 }
 
 /// `begin_work.lua`: `{'ok', message json, attempt, tries, cancelled 0|1,
-/// {history json...}, user id, metadata json, {call json...}} | {'gone'} | {'idle'}`.
+/// {history json...}, user id, metadata json, {call json...}, charge json,
+/// last seq after typing} | {'gone'} | {'idle'}`.
 impl ScriptReply for Begin {
     const SCRIPT: &'static str = "begin_work";
     fn parse(reply: Value) -> Result<Self, StoreError> {
@@ -212,6 +213,12 @@ impl ScriptReply for Begin {
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 tool_calls.sort_by_key(|c| (c.round, c.index));
+                let charge = fields.text("charge")?;
+                let charge = (!charge.is_empty())
+                    .then(|| Charge::parse(&charge))
+                    .transpose()?;
+                // The seq `typing` took; 0 when begin published nothing.
+                let announced_at = fields.count("last seq")?;
                 Begin::Work(Box::new(Work {
                     message: queued.message,
                     trace: queued.trace,
@@ -222,7 +229,13 @@ impl ScriptReply for Begin {
                     tool_calls,
                     user_id: (!owner.is_empty()).then(|| UserId::new(owner)),
                     metadata,
-                    log: LogPosition::unknown(),
+                    log: if announced_at > 0 {
+                        LogPosition::at(announced_at)
+                    } else {
+                        LogPosition::unknown()
+                    },
+                    charge,
+                    announced: announced_at > 0,
                 }))
             }
             other => return Err(corrupt(Self::SCRIPT, format!("tag {other:?}"))),
@@ -332,6 +345,8 @@ mod tests {
             text(""),
             text("{}"),
             array(vec![]),
+            text(r#"{"scope":"user:u1","per_day":1000}"#),
+            Value::Integer(7),
         ])
     }
 
@@ -342,6 +357,13 @@ mod tests {
         };
         assert_eq!((work.attempt, work.tries, work.cancelled), (3, 1, false));
         assert_eq!(work.user_id, None);
+        let charge = work.charge.as_ref().expect("a charge");
+        assert_eq!((&*charge.scope, charge.per_day), ("user:u1", Some(1000)));
+        assert_eq!(
+            (work.announced, work.log.get()),
+            (true, Some(7)),
+            "typing at 7"
+        );
         assert!(matches!(
             Begin::parse(array(vec![text("idle")])),
             Ok(Begin::Idle)
@@ -360,8 +382,8 @@ mod tests {
             unreachable!()
         };
         short.pop();
-        assert!(Begin::parse(array(short.clone())).is_err(), "missing calls");
-        short.push(array(vec![]));
+        assert!(Begin::parse(array(short.clone())).is_err(), "missing seq");
+        short.push(Value::Integer(0));
         short.push(text("extra"));
         assert!(Begin::parse(array(short)).is_err(), "trailing field");
         assert!(Begin::parse(array(vec![text("what")])).is_err());

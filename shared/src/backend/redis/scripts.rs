@@ -101,15 +101,25 @@ impl Scripts {
     pub(super) fn load() -> Self {
         Self {
             create_session: TypedScript::new(include_str!("create_session.lua")),
-            touch_session: TypedScript::new(include_str!("touch_session.lua")),
+            touch_session: TypedScript::new(concat!(
+                include_str!("refresh_ttl.lua"),
+                include_str!("touch_session.lua")
+            )),
             delete_session: TypedScript::new(include_str!("delete_session.lua")),
-            accept_message: TypedScript::new(include_str!("accept_message.lua")),
+            accept_message: TypedScript::new(concat!(
+                include_str!("refresh_ttl.lua"),
+                include_str!("accept_message.lua")
+            )),
             publish_events: TypedScript::new(concat!(
                 include_str!("publish_batch.lua"),
                 include_str!("publish_events.lua")
             )),
-            begin_work: TypedScript::new(include_str!("begin_work.lua")),
+            begin_work: TypedScript::new(concat!(
+                include_str!("publish_batch.lua"),
+                include_str!("begin_work.lua")
+            )),
             finish_work: TypedScript::new(concat!(
+                include_str!("refresh_ttl.lua"),
                 include_str!("publish_batch.lua"),
                 include_str!("finish_work.lua")
             )),

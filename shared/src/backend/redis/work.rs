@@ -3,21 +3,21 @@
 //! save tool calls, finish, dead-letter, and the queue's figures.
 
 use super::RedisBackend;
+use super::notices::Notices;
 use crate::backend::{DEAD_LETTERS_KEPT, StoreError};
 use crate::clock;
+use crate::ids::MessageId;
 use crate::ids::SessionId;
 use crate::keys::{Partition, WORKER_GROUP};
 use crate::model::*;
 use crate::telemetry::TraceContext;
-use crate::wire::StreamEvent;
-use fred::clients::SubscriberClient;
+use crate::wire::{Status, StreamEvent};
 use fred::prelude::*;
 use fred::types::{ClusterHash, CustomCommand};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::{broadcast, watch};
 
 impl RedisBackend {
     pub async fn accept_message(
@@ -88,79 +88,113 @@ impl RedisBackend {
         (0..n).map(move |i| Partition(((start + i) % n) as u16))
     }
 
-    /// The `ready` notices of every partition, counted: a read waits for the count to
-    /// change. Made on first use (only workers read the inbox).
-    async fn wakeups(&self) -> Result<watch::Receiver<u64>, StoreError> {
-        let sender = self
-            .inner
-            .wakeups
+    /// The `ready` notices of every partition (see [`Notices`]). Made on first use
+    /// (only workers read the inbox).
+    async fn notices(&self) -> Result<&Arc<Notices>, StoreError> {
+        self.inner
+            .notices
             .get_or_try_init(|| async {
+                let sweep_every = Duration::from_millis(self.settings().inbox_sweep_ms);
                 let client = self.builder().build_subscriber_client()?;
-                client.init().await?;
-                let channels = self.keys().partitions().map(|p| self.keys().ready(p));
-                super::events::ssubscribe_each(&client, channels).await?;
-                let sender = Arc::new(watch::Sender::new(0u64));
-                tokio::spawn(forward_wakeups(client, Arc::downgrade(&sender)));
-                Ok::<_, StoreError>(sender)
+                Notices::start(client, self.keys(), sweep_every).await
             })
-            .await?;
-        Ok(sender.subscribe())
+            .await
     }
 
-    /// Reads up to `max` new inbox entries for `consumer` from the partitions in turn;
-    /// when none has any, waits (up to `block`) for a `ready` notice and reads again.
+    /// Reads up to `max` new inbox entries for `consumer` from the partitions a notice
+    /// marked due (every partition now and then, see [`Notices`]), in turn; when none
+    /// has any, waits (up to `block`) for a notice and reads again.
     pub async fn read_inbox(
         &self,
         consumer: &str,
         max: usize,
         block: Duration,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let mut wakeups = self.wakeups().await?;
+        let notices = self.notices().await?;
+        let mut marked = notices.subscribe();
         let deadline = tokio::time::Instant::now() + block;
         loop {
-            // Marks the notices seen before the sweep, so one sent during it still wakes.
-            wakeups.borrow_and_update();
-            let found = self.sweep_inbox(consumer, max).await?;
+            // Marks seen before the reads, so one made during them still wakes.
+            marked.borrow_and_update();
+            let due = notices.take(self.rotation());
+            let found = self.read_partitions(consumer, max, due, notices).await?;
             if !found.is_empty() {
                 return Ok(found);
             }
-            match tokio::time::timeout_at(deadline, wakeups.changed()).await {
+            let sweep = notices.next_sweep();
+            match tokio::time::timeout_at(deadline.min(sweep), marked.changed()).await {
                 Ok(Ok(())) => continue,
+                // The sweep is due before the deadline: read every partition.
+                Err(_) if sweep < deadline => continue,
                 // The deadline passed (or the notices stopped: the next call starts them).
                 _ => return Ok(Vec::new()),
             }
         }
     }
 
-    async fn sweep_inbox(&self, consumer: &str, max: usize) -> Result<Vec<Delivery>, StoreError> {
+    /// Reads new entries from `due` in order, up to `max` in all. A partition that
+    /// filled its read, or was not read because `max` was reached, may hold more and is
+    /// marked due again; on an error, every partition not yet read is.
+    async fn read_partitions(
+        &self,
+        consumer: &str,
+        max: usize,
+        due: Vec<Partition>,
+        notices: &Notices,
+    ) -> Result<Vec<Delivery>, StoreError> {
         let mut found = Vec::new();
-        for partition in self.rotation() {
-            if found.len() >= max {
+        let mut due = due.into_iter();
+        while let Some(partition) = due.next() {
+            let wanted = max - found.len();
+            if wanted == 0 {
+                notices.mark(std::iter::once(partition).chain(due));
                 break;
             }
-            let inbox = self.keys().inbox(partition);
-            let cmd = CustomCommand::new_static("XREADGROUP", slot_of(&inbox), false);
-            let args: Vec<Value> = vec![
-                "GROUP".into(),
-                WORKER_GROUP.into(),
-                consumer.into(),
-                "COUNT".into(),
-                ((max - found.len()) as i64).into(),
-                "STREAMS".into(),
-                inbox.as_str().into(),
-                ">".into(),
-            ];
-            match self.client().custom::<Value, _>(cmd, args).await {
-                Ok(reply) => found.extend(parse_xreadgroup(partition, reply)?),
-                // Redis restarted without persistence: the stream and its group are gone.
-                Err(error) if error.details().contains("NOGROUP") => {
-                    tracing::warn!(%inbox, "consumer group missing; creating it again");
-                    self.ensure_groups().await?;
+            match self.read_partition(consumer, partition, wanted).await {
+                Ok(read) => {
+                    if read.len() >= wanted {
+                        notices.mark([partition]);
+                    }
+                    found.extend(read);
                 }
-                Err(error) => return Err(error.into()),
+                Err(error) => {
+                    notices.mark(std::iter::once(partition).chain(due));
+                    return Err(error);
+                }
             }
         }
         Ok(found)
+    }
+
+    /// `XREADGROUP` of up to `count` new entries of one partition's inbox.
+    async fn read_partition(
+        &self,
+        consumer: &str,
+        partition: Partition,
+        count: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let inbox = self.keys().inbox(partition);
+        let cmd = CustomCommand::new_static("XREADGROUP", slot_of(&inbox), false);
+        let args: Vec<Value> = vec![
+            "GROUP".into(),
+            WORKER_GROUP.into(),
+            consumer.into(),
+            "COUNT".into(),
+            (count as i64).into(),
+            "STREAMS".into(),
+            inbox.as_str().into(),
+            ">".into(),
+        ];
+        match self.client().custom::<Value, _>(cmd, args).await {
+            Ok(reply) => parse_xreadgroup(partition, reply),
+            // Redis restarted without persistence: the stream and its group are gone.
+            Err(error) if error.details().contains("NOGROUP") => {
+                tracing::warn!(%inbox, "consumer group missing; creating it again");
+                self.ensure_groups().await?;
+                Ok(Vec::new())
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Claims up to `max` entries idle for `min_idle`, from the partitions in turn.
@@ -277,11 +311,25 @@ impl RedisBackend {
             k.inbox(partition),
             k.history(id),
             k.calls(id),
+            k.events(id),
+            k.charge(id),
         ];
+        // The `typing` event as JSON around its message id, which only the script
+        // knows (the pending list's head): made with a stand-in id and split there.
+        let stand_in = MessageId::new_random();
+        let typing = StreamEvent::status(Status::Typing, id, Some(stand_in)).to_json();
+        let (before, after) = typing
+            .split_once(&stand_in.to_string())
+            .expect("a status event carries its message id");
         let args = vec![
             entry.to_owned(),
             WORKER_GROUP.to_owned(),
             context_messages.to_string(),
+            k.channel(id),
+            self.settings().event_log_max_entries.to_string(),
+            self.ttl().to_string(),
+            before.to_owned(),
+            after.to_owned(),
         ];
         self.scripts().begin_work.run(self, keys, args).await
     }
@@ -362,31 +410,6 @@ pub(super) fn log_after(log: &LogPosition) -> String {
 /// which argument is the key.
 fn slot_of(key: &str) -> ClusterHash {
     ClusterHash::Custom(crate::keys::key_slot(key))
-}
-
-/// Forwards `ready` notices to the readers until the backend is dropped; after a
-/// reconnect (a failover moves slots to another node) it subscribes again and wakes
-/// the readers, since notices may have been missed meanwhile.
-async fn forward_wakeups(client: SubscriberClient, sender: Weak<watch::Sender<u64>>) {
-    let mut messages = client.message_rx();
-    let mut reconnects = client.reconnect_rx();
-    loop {
-        tokio::select! {
-            message = messages.recv() => {
-                if let Err(broadcast::error::RecvError::Closed) = message { return }
-            }
-            reconnected = reconnects.recv() => {
-                if let Err(broadcast::error::RecvError::Closed) = reconnected { return }
-                if let Err(error) = super::events::resubscribe_shards(&client).await {
-                    tracing::warn!(%error, "re-subscribing to inbox notices failed");
-                }
-            }
-        }
-        let Some(sender) = sender.upgrade() else {
-            return;
-        };
-        sender.send_modify(|n| *n = n.wrapping_add(1));
-    }
 }
 
 /// `XREADGROUP` reply of one partition (RESP2 or RESP3 shape) → deliveries.
