@@ -26,11 +26,32 @@ struct Settings {
     /// Consumer name in the `workers` group (default: host name + random suffix).
     #[arg(long, env = "WORKER_ID")]
     worker_id: Option<String>,
+    /// Threads of the async runtime. With 1 every task runs on the main thread: a
+    /// worker mostly waits on the model and Redis, and each streamed chunk wakes
+    /// several tasks (the HTTP connection, the SSE reader, the answer, the Redis
+    /// client), which on one thread costs no cross-thread wake-up. More threads let
+    /// one worker use more cores; more workers (KEDA) scale out either way.
+    #[arg(long, env = "WORKER_THREADS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: u16,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let mut settings = Settings::parse();
+fn main() -> anyhow::Result<()> {
+    let settings = Settings::parse();
+    let runtime = match settings.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        threads => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.into())
+            .enable_all()
+            .build(),
+    }
+    .context("starting the async runtime")?;
+    runtime.block_on(run(settings))
+}
+
+async fn run(mut settings: Settings) -> anyhow::Result<()> {
     if let Err(error) = settings.llm.load_agent() {
         shared::config::exit_on_bad_setting(error);
     }

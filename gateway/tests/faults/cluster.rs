@@ -340,6 +340,11 @@ impl Cluster {
             .env("WORKER_HTTP_HOST", "127.0.0.1")
             .env("WORKER_HTTP_PORT", probe_port.to_string())
             .env("WORKER_ID", &worker_id);
+        // Every other worker on a multi-threaded runtime, so the suite's kills and
+        // outages meet both kinds (`WORKER_THREADS`, 1 by default).
+        if index % 2 == 1 {
+            command.env("WORKER_THREADS", "3");
+        }
         for (key, value) in &self.worker_env {
             command.env(key, value);
         }
