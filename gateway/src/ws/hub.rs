@@ -119,8 +119,11 @@ impl Hub {
                 queue_capacity,
             }),
         };
-        let signals = subscriber.signals(65_536);
-        tokio::spawn(hub.clone().route(signals));
+        // Routed in the subscriber's task: `route` never waits, so no hop per event.
+        subscriber.dispatch({
+            let hub = hub.clone();
+            move |signal| std::future::ready(hub.route(signal))
+        });
         subscriber.watch_probe(instance).await?;
         tokio::spawn(hub.clone().send_canaries(backend, shutdown));
         Ok(hub)
@@ -240,25 +243,25 @@ impl Hub {
         Ok(())
     }
 
-    async fn route(self, mut signals: mpsc::Receiver<BusSignal>) {
-        while let Some(signal) = signals.recv().await {
-            match signal {
-                BusSignal::Message(message) => {
-                    let outbound = match Control::parse(&message.payload) {
-                        None => Outbound::Events(message.payload),
-                        Some(Control::SessionDeleted) => Outbound::SessionDeleted,
-                        Some(Control::Cancel { .. }) => continue,
-                    };
-                    self.deliver(Some(&message.session_id), outbound);
-                }
-                BusSignal::Probe => {
-                    let now = clock::now_millis();
-                    self.inner.canary_seen_ms.store(now, Ordering::Release);
-                }
-                BusSignal::Resync => self.deliver(None, Outbound::Resync),
+    /// Hands one bus signal to the sockets it is for; never waits. Always true: the
+    /// hub takes signals for as long as the subscriber has them.
+    fn route(&self, signal: BusSignal) -> bool {
+        match signal {
+            BusSignal::Message(message) => {
+                let outbound = match Control::parse(&message.payload) {
+                    None => Outbound::Events(message.payload),
+                    Some(Control::SessionDeleted) => Outbound::SessionDeleted,
+                    Some(Control::Cancel { .. }) => return true,
+                };
+                self.deliver(Some(&message.session_id), outbound);
             }
+            BusSignal::Probe => {
+                let now = clock::now_millis();
+                self.inner.canary_seen_ms.store(now, Ordering::Release);
+            }
+            BusSignal::Resync => self.deliver(None, Outbound::Resync),
         }
-        tracing::warn!("bus subscription ended");
+        true
     }
 
     /// Hands `outbound` to the sockets of one session (or all), never waiting.

@@ -158,10 +158,26 @@ impl Connection {
         Box::pin(self.greet(resume_from)).await?;
         let interval = self.state.settings.ping_interval();
         let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
+        // One shutdown waiter and one expiry timer for the socket's life (the timer
+        // reset when a refreshed token moves the deadline): made anew in every turn of
+        // the loop they were a waiter registration and a timer insert and removal for
+        // every event forwarded.
         let shutdown = self.state.shutdown.clone();
+        let stopping = shutdown.cancelled();
+        tokio::pin!(stopping);
+        let mut armed = self.auth.deadline();
+        let expiry = tokio::time::sleep_until(armed.unwrap_or_else(Instant::now));
+        tokio::pin!(expiry);
         loop {
+            let deadline = self.auth.deadline();
+            if deadline != armed {
+                if let Some(at) = deadline {
+                    expiry.as_mut().reset(at);
+                }
+                armed = deadline;
+            }
             tokio::select! {
-                _ = shutdown.cancelled() => {
+                _ = &mut stopping => {
                     // Send what already arrived for this socket, then ask the client
                     // to reconnect elsewhere.
                     while let Ok(outbound) = attachment.rx.try_recv() {
@@ -203,7 +219,7 @@ impl Connection {
                         }
                     }
                 },
-                _ = super::token::expiry(self.auth.deadline()) => {
+                _ = &mut expiry, if armed.is_some() => {
                     self.reply_error(ErrorCode::Unauthorized, "The token expired; reconnect with a fresh one (or refresh it in time with {\"type\":\"auth\"}).", None).await?;
                     return Err(Closed(Some((close::UNAUTHORIZED, "token expired"))));
                 }

@@ -82,14 +82,6 @@ pub fn deadline_of(identity: &Identity, leeway_secs: u64) -> Option<Instant> {
     Some(now.checked_add(left).unwrap_or(now))
 }
 
-/// Resolves when the token expires; never without a deadline.
-pub async fn expiry(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// `{"type":"status","status":"authenticated"}`, the answer to a refresh.
 pub fn authenticated(session_id: &SessionId) -> StreamEvent {
     StreamEvent::Status(StatusEvent {

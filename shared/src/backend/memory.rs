@@ -693,8 +693,11 @@ impl MemorySubscriber {
             == Some(probe)
     }
 
-    pub fn signals(&self, capacity: usize) -> mpsc::Receiver<BusSignal> {
-        let (tx, rx) = mpsc::channel(capacity);
+    pub fn dispatch<F, Fut>(&self, mut sink: F)
+    where
+        F: FnMut(BusSignal) -> Fut + Send + 'static,
+        Fut: Future<Output = bool> + Send,
+    {
         let mut messages = self.bus.subscribe();
         let mut probes = self.probes.subscribe();
         let this = self.clone();
@@ -717,11 +720,10 @@ impl MemorySubscriber {
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
                 };
-                if tx.send(signal).await.is_err() {
+                if !sink(signal).await {
                     break;
                 }
             }
         });
-        rx
     }
 }

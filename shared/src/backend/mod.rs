@@ -330,12 +330,29 @@ impl Subscriber {
         }
     }
 
-    /// The stream of messages on subscribed channels; call once per subscriber.
-    pub fn signals(&self, capacity: usize) -> mpsc::Receiver<BusSignal> {
+    /// Hands every message on subscribed channels (and resyncs, probes) to `sink`, in
+    /// the subscriber's own task, until `sink` returns false; call once per subscriber.
+    /// A sink that never waits (the gateway's hub) costs no task hop per message.
+    pub fn dispatch<F, Fut>(&self, sink: F)
+    where
+        F: FnMut(BusSignal) -> Fut + Send + 'static,
+        Fut: Future<Output = bool> + Send,
+    {
         match self {
-            Subscriber::Redis(s) => s.signals(capacity),
-            Subscriber::Memory(s) => s.signals(capacity),
+            Subscriber::Redis(s) => s.dispatch(sink),
+            Subscriber::Memory(s) => s.dispatch(sink),
         }
+    }
+
+    /// The stream of messages on subscribed channels, through a channel of
+    /// `capacity`; call once per subscriber (instead of [`Self::dispatch`]).
+    pub fn signals(&self, capacity: usize) -> mpsc::Receiver<BusSignal> {
+        let (tx, rx) = mpsc::channel(capacity);
+        self.dispatch(move |signal| {
+            let tx = tx.clone();
+            async move { tx.send(signal).await.is_ok() }
+        });
+        rx
     }
 }
 

@@ -34,10 +34,10 @@ impl<R: ScriptReply> TypedScript<R> {
         args: Vec<String>,
     ) -> Result<R, StoreError> {
         if !R::SPANS_SLOTS {
-            let names = keys.iter().chain(
-                args.iter()
-                    .filter(|a| a.starts_with(&format!("{}:", backend.keys().prefix()))),
-            );
+            let ours = format!("{}:", backend.keys().prefix());
+            let names = keys
+                .iter()
+                .chain(args.iter().filter(|a| a.starts_with(&ours)));
             let slots = slots_of(names);
             audit::record(R::SCRIPT, slots.len());
             if slots.len() > 1 {

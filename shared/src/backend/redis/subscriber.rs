@@ -15,7 +15,7 @@ use crate::model::BusMessage;
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 /// Messages the subscriber buffers before the reader counts as lagging (and resyncs).
 const SUBSCRIBER_BUFFER: usize = 16_384;
@@ -61,10 +61,13 @@ impl RedisSubscriber {
         Ok(())
     }
 
-    /// Starts forwarding messages; the receiver gets every message of every subscribed
-    /// channel, and `Resync` after a reconnect or when it fell behind.
-    pub fn signals(&self, capacity: usize) -> mpsc::Receiver<BusSignal> {
-        let (tx, rx) = mpsc::channel(capacity);
+    /// Starts handing every message of every subscribed channel to `sink`, and
+    /// `Resync` after a reconnect or when it fell behind, until `sink` says stop.
+    pub fn dispatch<F, Fut>(&self, mut sink: F)
+    where
+        F: FnMut(BusSignal) -> Fut + Send + 'static,
+        Fut: Future<Output = bool> + Send,
+    {
         let mut messages = self.client.message_rx();
         let mut reconnects = self.client.reconnect_rx();
         let client = self.client.clone();
@@ -89,7 +92,10 @@ impl RedisSubscriber {
                             tracing::warn!(missed, "pub/sub reader fell behind; re-reading event logs");
                             BusSignal::Resync
                         }
-                        Err(broadcast::error::RecvError::Closed) => break,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            tracing::warn!("bus subscription ended");
+                            break;
+                        }
                     },
                     reconnected = reconnects.recv() => match reconnected {
                         Ok(server) => {
@@ -101,17 +107,17 @@ impl RedisSubscriber {
                             BusSignal::Resync
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => BusSignal::Resync,
-                        Err(broadcast::error::RecvError::Closed) => break,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            tracing::warn!("bus subscription ended");
+                            break;
+                        }
                     },
                 };
-                // The hub never awaits socket writes, so this only waits briefly; a
-                // full channel means the hub itself is behind, which resync covers.
-                if tx.send(signal).await.is_err() {
+                if !sink(signal).await {
                     break;
                 }
             }
         });
-        rx
     }
 }
 
