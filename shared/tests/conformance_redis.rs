@@ -91,6 +91,16 @@ async fn history(backend: &Backend, id: &SessionId) -> Vec<StoredMessage> {
     page.expect("a history").messages
 }
 
+/// The seqs of the session's whole log, in order.
+async fn replayed_seqs(backend: &Backend, id: &SessionId) -> Vec<u64> {
+    let replay = backend.replay(id, 0).await.unwrap();
+    replay
+        .events
+        .iter()
+        .map(|l| shared::backend::seq_of(l).unwrap())
+        .collect()
+}
+
 fn work_of(begin: Begin) -> Work {
     match begin {
         Begin::Work(work) => *work,
@@ -458,14 +468,8 @@ async fn a_steady_answer_costs_27_commands_and_4_per_batch() {
     );
     let total: u64 = stats.iter().map(|(_, calls, _)| calls).sum();
     assert_eq!(total, 27 + 4);
-    let replay = backend.replay(&id, 0).await.unwrap();
-    let seqs: Vec<u64> = replay
-        .events
-        .iter()
-        .map(|l| shared::backend::seq_of(l).unwrap())
-        .collect();
     assert_eq!(
-        seqs,
+        replayed_seqs(&backend, &id).await,
         (1..=10).collect::<Vec<_>>(),
         "gap-free across answers"
     );
@@ -574,13 +578,10 @@ async fn a_known_position_publishes_in_four_commands() {
             row("xrevrange", 1, 0),
         ]
     );
-    let replay = backend.replay(&id, 0).await.unwrap();
-    let seqs: Vec<u64> = replay
-        .events
-        .iter()
-        .map(|l| shared::backend::seq_of(l).unwrap())
-        .collect();
-    assert_eq!(seqs, (1..=23).collect::<Vec<_>>());
+    assert_eq!(
+        replayed_seqs(&backend, &id).await,
+        (1..=23).collect::<Vec<_>>()
+    );
 
     // A log that cannot be written is an error, not a reason to number again.
     let events = Keys::new(&prefix, 16).events(&id);

@@ -22,6 +22,18 @@ const WARMUP: f64 = 1.0;
 /// Requests per `redis-benchmark` run.
 const REDIS_REQUESTS: u64 = 200_000;
 
+/// Which worker a figure's stack runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Worker {
+    /// None: the figure only accepts messages, or holds idle sockets.
+    Off,
+    /// The worker as shipped (`WORKER_THREADS` unset: one runtime thread).
+    Default,
+    /// One runtime thread per core (`WORKER_THREADS`): the figures where one worker
+    /// takes a saturating load alone, the reason `WORKER_CONCURRENCY` is raised too.
+    PerCore,
+}
+
 /// A gateway (and maybe a worker) on their own key prefix.
 struct Stack {
     gateway: Proc,
@@ -72,7 +84,7 @@ impl Bench {
                 "`mock-llm --tokens {TOKENS}` (figures 1, 2, 5-8) and `mock-llm --tokens 20` (figure 3), no delays unless a message asks (`[mock:first=..]`, `[mock:slow=..]`)."
             ),
             format!(
-                "Gateway and worker: release builds, one of each per figure on its own `KEY_PREFIX`, `RUN_WORKER=false`, `RUST_LOG=warn`, `WS_MESSAGES_PER_MINUTE=WS_MESSAGE_BURST=WS_FRAMES_PER_MINUTE=WS_FRAME_BURST=1000000`, `MAX_PENDING_MESSAGES=100000`, `WORKER_CONCURRENCY=4096`, per-address and per-user limits off (`RATE_LIMIT_PER_MINUTE=CREATE_SESSION_PER_MINUTE=MESSAGES_PER_MINUTE_PER_USER=MESSAGES_PER_MINUTE_PER_ADDRESS=MAX_SOCKETS_PER_USER=MAX_SESSIONS_PER_USER=0`, `MAX_CONNECTIONS=100000`), `AUTO_CREATE_SESSIONS=true` (the simple client's socket names its own session){}.",
+                "Gateway and worker: release builds, one of each per figure on its own `KEY_PREFIX`, `RUN_WORKER=false`, `RUST_LOG=warn`, `WS_MESSAGES_PER_MINUTE=WS_MESSAGE_BURST=WS_FRAMES_PER_MINUTE=WS_FRAME_BURST=1000000`, `MAX_PENDING_MESSAGES=100000`, `WORKER_CONCURRENCY=4096` (one worker takes each figure's whole load) and, where that load saturates it (figures 1, 2, 6, 8, 12, 13), `WORKER_THREADS` = the cores (elsewhere the default, one thread), per-address and per-user limits off (`RATE_LIMIT_PER_MINUTE=CREATE_SESSION_PER_MINUTE=MESSAGES_PER_MINUTE_PER_USER=MESSAGES_PER_MINUTE_PER_ADDRESS=MAX_SOCKETS_PER_USER=MAX_SESSIONS_PER_USER=0`, `MAX_CONNECTIONS=100000`), `AUTO_CREATE_SESSIONS=true` (the simple client's socket names its own session){}.",
                 if self.authenticated {
                     ", `JWT_SECRET` set (every session authenticated with its own HS256 token)"
                 } else {
@@ -86,7 +98,7 @@ impl Bench {
     fn stack(
         &mut self,
         tag: &str,
-        worker: bool,
+        worker: Worker,
         coalesce_ms: u64,
         mock_url: &str,
     ) -> anyhow::Result<Stack> {
@@ -99,7 +111,7 @@ impl Bench {
         &mut self,
         redis_url: &str,
         tag: &str,
-        worker: bool,
+        worker: Worker,
         coalesce_ms: u64,
         mock_url: &str,
     ) -> anyhow::Result<Stack> {
@@ -138,10 +150,14 @@ impl Bench {
             env.push(("JWT_SECRET".into(), JWT_SECRET.into()));
         }
         let (gateway, url) = self.bins.gateway(&format!("gateway-{tag}"), &env)?;
-        let worker = if worker {
-            Some(self.bins.worker(&format!("worker-{tag}"), &env)?)
-        } else {
-            None
+        let worker = match worker {
+            Worker::Off => None,
+            Worker::Default => Some(self.bins.worker(&format!("worker-{tag}"), &env)?),
+            Worker::PerCore => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                env.push(("WORKER_THREADS".into(), cores.to_string()));
+                Some(self.bins.worker(&format!("worker-{tag}"), &env)?)
+            }
         };
         Ok(Stack {
             gateway,
@@ -210,7 +226,7 @@ impl Bench {
     /// socket counts, and per-chunk latency at half the saturated load.
     pub async fn saturation(&mut self) -> anyhow::Result<Vec<Figure>> {
         let mock = self.mock_long.1.clone();
-        let stack = self.stack("saturation", true, 0, &mock)?;
+        let stack = self.stack("saturation", Worker::PerCore, 0, &mock)?;
         let (echo, echo_url) = self.bins.echo("echo-saturation")?;
         let gateway_pid = stack.gateway.pid();
         let worker_pid = stack.worker.as_ref().map_or(0, Proc::pid);
@@ -512,7 +528,7 @@ impl Bench {
     /// Figure 3: time to first chunk through the system minus straight from mock-llm.
     pub async fn first_chunk(&mut self) -> anyhow::Result<Figure> {
         let mock = self.mock_short.1.clone();
-        let stack = self.stack("ttfc", true, 15, &mock)?;
+        let stack = self.stack("ttfc", Worker::Default, 15, &mock)?;
         let text = "[mock:first=50 slow=10] Hello from loadtest";
         let seconds = self.seconds();
         let common = |mode: &str, url: String| -> Vec<String> {
@@ -629,7 +645,7 @@ impl Bench {
                 .await?;
             drop(echo_proc);
             echo.push(e);
-            let stack = self.stack(&format!("idle-{rep}"), false, 15, &mock)?;
+            let stack = self.stack(&format!("idle-{rep}"), Worker::Off, 15, &mock)?;
             let mut args = vec![
                 "--mode".into(),
                 "idle".into(),
@@ -688,7 +704,7 @@ impl Bench {
     /// Figure 5: user messages accepted per second (no worker attached).
     pub async fn accept(&mut self) -> anyhow::Result<Figure> {
         let mock = self.mock_long.1.clone();
-        let stack = self.stack("accept", false, 15, &mock)?;
+        let stack = self.stack("accept", Worker::Off, 15, &mock)?;
         let (mut base, mut system) = (Vec::new(), Vec::new());
         for rep in 0..self.repeat() {
             base.push(xadd_rate(&self.redis, REDIS_REQUESTS)?);
@@ -751,7 +767,7 @@ impl Bench {
     /// Figure 7: Redis commands per answered message of K = 100 tokens.
     pub async fn commands(&mut self) -> anyhow::Result<Figure> {
         let mock = self.mock_long.1.clone();
-        let stack = self.stack("commands", true, 15, &mock)?;
+        let stack = self.stack("commands", Worker::Default, 15, &mock)?;
         let mut rows = Vec::new();
         let mut at_2ms = (Vec::new(), Vec::new());
         for pace in [2u64, 5] {

@@ -2,7 +2,7 @@
 //! chunk events per second at saturation (figure 1's run) and user messages accepted
 //! per second (figure 5's run), the two sides alternating.
 
-use super::{Bench, WARMUP, list};
+use super::{Bench, WARMUP, Worker, list};
 use crate::load::Hooks;
 use crate::load::bench::procs::RedisClusterProcs;
 use crate::load::bench::{Figure, median};
@@ -22,7 +22,13 @@ impl Bench {
         for rep in 0..self.repeat() {
             for (side, url) in [(0usize, &single_url), (1, &cluster_url)] {
                 let name = ["one", "cluster"][side];
-                let stack = self.stack_on(url, &format!("c13-stream-{name}"), true, 0, &mock)?;
+                let stack = self.stack_on(
+                    url,
+                    &format!("c13-stream-{name}"),
+                    Worker::PerCore,
+                    0,
+                    &mock,
+                )?;
                 let mut args = vec![
                     "--mode".into(),
                     "stream".into(),
@@ -53,7 +59,8 @@ impl Bench {
                 chunks[side].push(report.window.chunks_per_sec);
                 drop(stack);
 
-                let stack = self.stack_on(url, &format!("c13-accept-{name}"), false, 15, &mock)?;
+                let stack =
+                    self.stack_on(url, &format!("c13-accept-{name}"), Worker::Off, 15, &mock)?;
                 let mut args = vec![
                     "--mode".into(),
                     "accept".into(),

@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{Bench, list};
+use super::{Bench, Worker, list};
 use crate::load::Hooks;
 use crate::load::bench::{Figure, median};
 use crate::load::report::Report;
@@ -84,7 +84,7 @@ impl Bench {
     /// Figures 9, 10 and 11.
     pub async fn cost(&mut self) -> anyhow::Result<Vec<Figure>> {
         let mock = self.mock_long.1.clone();
-        let stack = self.stack("cost", true, 15, &mock)?;
+        let stack = self.stack("cost", Worker::Default, 15, &mock)?;
         let me = std::process::id();
         let pids = vec![
             format!("gateway={}", stack.gateway.pid()),

@@ -3,7 +3,7 @@
 //! with `WATCHERS + 1` sockets on each session, against the same socket count with
 //! one socket per session, runs alternating on one gateway.
 
-use super::{Bench, list};
+use super::{Bench, Worker, list};
 use crate::load::Hooks;
 use crate::load::bench::{Figure, median};
 use crate::load::report::Report;
@@ -27,7 +27,7 @@ impl Bench {
     pub async fn fanout(&mut self) -> anyhow::Result<Figure> {
         let mock = self.mock_long.1.clone();
         // Coalescing off: every token is a chunk event, as in figures 1 and 6.
-        let stack = self.stack("fanout", true, 0, &mock)?;
+        let stack = self.stack("fanout", Worker::PerCore, 0, &mock)?;
         let sockets = SESSIONS * (WATCHERS + 1);
         let (mut shared, mut apart) = (Vec::new(), Vec::new());
         for rep in 0..self.repeat() {
