@@ -127,6 +127,7 @@ async fn forward(client: SubscriberClient, keys: Keys, notices: Weak<Notices>) {
         };
         match heard {
             Some(partition) => notices.mark([partition]),
+            // A reconnect, a lag, or a channel that names no partition: read them all.
             None => notices.mark_all(),
         }
     }
