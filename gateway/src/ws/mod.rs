@@ -166,8 +166,11 @@ fn serve(state: AppState, target: Target, handshake: Handshake) -> Response {
             match Box::pin(prepare(&state, &target, &query, &gate)).await {
                 Ok((start, admission)) => {
                     // Held (permit, slots kept fresh) for exactly the socket's life.
-                    let _guard = admission.start();
-                    socket::run(state, socket, start).await;
+                    let guard = admission.start();
+                    let opened = Box::pin(socket::open(state, socket, start)).await;
+                    if let Some((live, attachment)) = opened {
+                        live.spawn(attachment, guard);
+                    }
                 }
                 Err(refusal) => refuse(socket, refusal).await,
             }

@@ -13,6 +13,7 @@ use super::{SocketStart, close};
 use crate::limits::budget::{self, Budget};
 use crate::limits::rest::RateKey;
 use crate::limits::shared_rate::{self, Limit};
+use crate::limits::sockets::SocketGuard;
 use crate::state::AppState;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
@@ -78,15 +79,27 @@ struct Connection {
     forwarded: metrics::Counter,
 }
 
-/// Runs the socket to its end.
-pub async fn run(state: AppState, socket: WebSocket, start: SocketStart) {
+/// A socket attached to its session, ready for the rest of its life.
+pub struct Live {
+    conn: Connection,
+    resume_from: Option<u64>,
+    _open: shared::metrics::SocketGauge,
+}
+
+/// Sets the socket up and attaches it to the hub; `None` when that failed (the
+/// socket was closed with 1012).
+pub async fn open(
+    state: AppState,
+    socket: WebSocket,
+    start: SocketStart,
+) -> Option<(Live, Attachment)> {
     let limits = &state.settings.limits;
-    let _open = shared::metrics::socket_opened(start.protocol);
+    let open = shared::metrics::socket_opened(start.protocol);
     let quota = Quota::per_minute(nonzero(limits.ws_messages_per_minute))
         .allow_burst(nonzero(limits.ws_message_burst));
     let mut conn = Connection {
         forwarded: shared::metrics::events_forwarded_counter(start.protocol),
-        session_id: start.session_id.clone(),
+        session_id: start.session_id,
         protocol: start.protocol,
         last_sent: 0,
         limiter: RateLimiter::direct(quota),
@@ -96,29 +109,52 @@ pub async fn run(state: AppState, socket: WebSocket, start: SocketStart) {
             limits.ws_frame_overruns,
         ),
         last_heard: Instant::now(),
-        auth: start.auth.clone(),
-        payer: start.payer.clone(),
-        budget: start.budget,
         shared_rate: state.security.settings.message_rate(&start.payer),
+        auth: start.auth,
+        payer: start.payer,
+        budget: start.budget,
         socket,
         state: state.clone(),
     };
-    // Set-up and rare paths are boxed: an idle socket's task is as big as its largest
-    // await state, and inline Redis futures made it ~10 KiB per socket.
-    let attachment = match Box::pin(state.hub.attach(&start.session_id)).await {
-        Ok(attachment) => attachment,
+    match Box::pin(state.hub.attach(&conn.session_id)).await {
+        Ok(attachment) => {
+            let live = Live {
+                conn,
+                resume_from: start.resume_from,
+                _open: open,
+            };
+            Some((live, attachment))
+        }
         Err(error) => {
             tracing::warn!(%error, "could not subscribe a socket");
             conn.close(close::RESTARTING, "unavailable").await;
-            return;
+            None
         }
-    };
-    let outcome = conn.serve(attachment, start.resume_from).await;
-    if let Err(Closed(Some((code, reason)))) = outcome {
-        if reason == TOO_SLOW {
-            shared::metrics::slow_client_closed();
+    }
+}
+
+impl Live {
+    /// Runs the socket to its end in a task of its own, holding `guard` until then.
+    /// That task holds the socket's state and its loop and little else: an idle
+    /// socket's memory is mostly this task, and the upgrade's task (axum's wrapper,
+    /// the set-up's captures and futures, 4.3 KiB) ends here instead of living as
+    /// long. (The state is used in place: an `async fn` taking it by value would
+    /// hold it twice, as its argument and as its local.)
+    pub fn spawn(mut self, attachment: Attachment, guard: SocketGuard) {
+        tokio::spawn(async move {
+            self.run(attachment).await;
+            drop(guard);
+        });
+    }
+
+    async fn run(&mut self, attachment: Attachment) {
+        let outcome = self.conn.serve(attachment, self.resume_from).await;
+        if let Err(Closed(Some((code, reason)))) = outcome {
+            if reason == TOO_SLOW {
+                shared::metrics::slow_client_closed();
+            }
+            self.conn.close(code, reason).await;
         }
-        conn.close(code, reason).await;
     }
 }
 
@@ -176,25 +212,19 @@ impl Connection {
                 }
                 armed = deadline;
             }
+            // Every arm's work is boxed: a task is as big as its largest await
+            // state, and an idle socket waits in the select (the boxed work is
+            // allocated only while it runs; inline it made every socket 600 bytes
+            // bigger).
             tokio::select! {
                 _ = &mut stopping => {
                     // Send what already arrived for this socket, then ask the client
                     // to reconnect elsewhere.
-                    while let Ok(outbound) = attachment.rx.try_recv() {
-                        self.on_outbound(outbound).await?;
-                    }
-                    self.flush().await?;
+                    Box::pin(self.deliver(None, &mut attachment)).await?;
                     return Err(Closed(Some((close::RESTARTING, "instance restarting"))));
                 }
                 outbound = attachment.rx.recv() => match outbound {
-                    Some(outbound) => {
-                        self.on_outbound(outbound).await?;
-                        // Whatever else is queued already goes out in the same write.
-                        while let Ok(more) = attachment.rx.try_recv() {
-                            self.on_outbound(more).await?;
-                        }
-                        self.flush().await?;
-                    }
+                    Some(outbound) => Box::pin(self.deliver(Some(outbound), &mut attachment)).await?,
                     None => {
                         let reason = if attachment.overflowed() { TOO_SLOW } else { "overloaded" };
                         return Err(Closed(Some((close::OVERLOADED, reason))));
@@ -203,33 +233,52 @@ impl Connection {
                 frame = self.socket.recv() => match frame {
                     None | Some(Ok(Message::Close(_))) => return Err(Closed(None)),
                     Some(Err(error)) => return Err(read_failure(error)),
-                    Some(Ok(frame)) => {
-                        self.last_heard = Instant::now();
-                        if !self.within_budget().await? {
-                            continue;
-                        }
-                        match frame {
-                            Message::Text(text) => Box::pin(self.on_text(&text)).await?,
-                            Message::Binary(_) => {
-                                self.reply_error(ErrorCode::UnsupportedFrame, "Binary frames are not supported; send JSON text frames.", None).await?;
-                            }
-                            // Answered by the WebSocket layer itself; counted above.
-                            Message::Ping(_) | Message::Pong(_) => {}
-                            Message::Close(_) => return Err(Closed(None)),
-                        }
-                    }
+                    Some(Ok(frame)) => Box::pin(self.on_frame(frame)).await?,
                 },
                 _ = &mut expiry, if armed.is_some() => {
-                    self.reply_error(ErrorCode::Unauthorized, "The token expired; reconnect with a fresh one (or refresh it in time with {\"type\":\"auth\"}).", None).await?;
+                    Box::pin(self.reply_error(ErrorCode::Unauthorized, "The token expired; reconnect with a fresh one (or refresh it in time with {\"type\":\"auth\"}).", None)).await?;
                     return Err(Closed(Some((close::UNAUTHORIZED, "token expired"))));
                 }
                 _ = ping.tick() => {
                     if self.last_heard.elapsed() > interval * 2 {
                         return Err(Closed(Some((close::NORMAL, "no answer to pings"))));
                     }
-                    self.send(Message::Ping(Default::default())).await?;
+                    Box::pin(self.send(Message::Ping(Default::default()))).await?;
                 }
             }
+        }
+    }
+
+    /// Sends `first` and whatever else is queued for the socket in one write.
+    async fn deliver(&mut self, first: Option<Outbound>, attachment: &mut Attachment) -> Step {
+        if let Some(outbound) = first {
+            self.on_outbound(outbound).await?;
+        }
+        while let Ok(more) = attachment.rx.try_recv() {
+            self.on_outbound(more).await?;
+        }
+        self.flush().await
+    }
+
+    /// A frame from the client: counted against the budget, then handled.
+    async fn on_frame(&mut self, frame: Message) -> Step {
+        self.last_heard = Instant::now();
+        if !self.within_budget().await? {
+            return Ok(());
+        }
+        match frame {
+            Message::Text(text) => Box::pin(self.on_text(&text)).await,
+            Message::Binary(_) => {
+                self.reply_error(
+                    ErrorCode::UnsupportedFrame,
+                    "Binary frames are not supported; send JSON text frames.",
+                    None,
+                )
+                .await
+            }
+            // Answered by the WebSocket layer itself; counted above.
+            Message::Ping(_) | Message::Pong(_) => Ok(()),
+            Message::Close(_) => Err(Closed(None)),
         }
     }
 
