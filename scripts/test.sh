@@ -55,7 +55,9 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked -- --show-output 2>&1 | tee "$log"
 # The TypeScript client: types, lint, build, then its Node tests against the binaries
-# just built (target/debug) and a redis-server of their own on a free loopback port.
+# just built (target/debug, or under CARGO_TARGET_DIR) and a redis-server of their own
+# on a free loopback port.
+export CHAT_BIN_DIR="${CHAT_BIN_DIR:-$(realpath "${CARGO_TARGET_DIR:-target}")/debug}"
 (cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && npm run check)
 bash scripts/loadtest-smoke.sh  # the load tester against the real binaries (a few sessions, --strict)
 bash scripts/deploy-test.sh     # Docker image, docker-compose.yml and the Helm chart, run for real
