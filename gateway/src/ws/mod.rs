@@ -162,7 +162,8 @@ fn serve(state: AppState, target: Target, handshake: Handshake) -> Response {
         // get `bearer` back, or browsers drop the socket.
         .protocols([BEARER_PROTOCOL])
         .on_upgrade(move |socket| async move {
-            // Boxed: its Redis calls would otherwise size every idle socket's task.
+            // Set-up is boxed so this task stays small while it waits on Redis; the
+            // socket then lives in a task of its own (`Live::spawn`) and this one ends.
             match Box::pin(prepare(&state, &target, &query, &gate)).await {
                 Ok((start, admission)) => {
                     // Held (permit, slots kept fresh) for exactly the socket's life.

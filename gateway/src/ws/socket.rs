@@ -278,6 +278,7 @@ impl Connection {
             }
             // Answered by the WebSocket layer itself; counted above.
             Message::Ping(_) | Message::Pong(_) => Ok(()),
+            // `serve` ends on a Close before calling this; kept for completeness.
             Message::Close(_) => Err(Closed(None)),
         }
     }
