@@ -23,7 +23,7 @@ pub async fn drive(ctx: &Ctx, index: usize, started: Instant, result: &mut Sessi
     let base = ctx.settings.url_for(index);
     let url = format!("{base}/chat/completions");
     let mut history = vec![json!({"role": "system", "content": SYSTEM_PROMPT})];
-    let mut next = started + ctx.open_loop_phase(index);
+    let mut next = started + ctx.settings.first_send_phase(index);
     let mut sent = 0u64;
     while ctx.may_send(sent) {
         tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;

@@ -241,6 +241,7 @@ pub async fn run_with(
             messages: settings.messages,
             rate: settings.rate,
             think_ms: settings.think_ms,
+            stagger_ms: settings.stagger_ms,
             duration: settings.duration,
             warmup: settings.warmup,
             text: settings.text.clone(),

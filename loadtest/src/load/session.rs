@@ -104,18 +104,6 @@ impl Ctx {
         Duration::from_secs_f64(self.settings.message_timeout)
     }
 
-    /// The first send time of session `index` in open loop: spread over one period
-    /// (golden-ratio steps), so sessions do not all fire at once.
-    pub fn open_loop_phase(&self, index: usize) -> Duration {
-        match self.settings.rate {
-            Some(rate) => {
-                let fraction = (index as f64 * 0.618_033_988_75).fract();
-                Duration::from_secs_f64(fraction / rate)
-            }
-            None => Duration::ZERO,
-        }
-    }
-
     /// Counts an error in the live counters and the session's stats.
     pub fn error(&self, stats: &mut Stats, code: &str) {
         Live::add(&self.live.errors, 1);

@@ -3,6 +3,7 @@
 //! `loadtest ...` command line that reproduces it).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
 
@@ -89,6 +90,13 @@ pub struct RunSettings {
     /// Closed loop: pause after each answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub think_ms: u64,
+
+    /// Closed loop: the sessions' first messages go out spread over this many
+    /// milliseconds (golden-ratio steps) instead of all at once when the load starts,
+    /// so independent users are not measured as one burst that then repeats in
+    /// lockstep. About one send period (think time + an answer) spreads them evenly.
+    #[arg(long, default_value_t = 0)]
+    pub stagger_ms: u64,
 
     /// Seconds after which no new message is sent (idle modes: how long sockets are
     /// held). Messages in flight still finish.
@@ -212,6 +220,10 @@ impl RunSettings {
             "--rate must be positive"
         );
         anyhow::ensure!(
+            self.stagger_ms == 0 || self.rate.is_none(),
+            "--stagger-ms is for closed loop; --rate spreads open-loop sends itself"
+        );
+        anyhow::ensure!(
             self.ramp >= 0.0 && self.ramp.is_finite(),
             "--ramp must be 0 or positive"
         );
@@ -243,6 +255,17 @@ impl RunSettings {
     /// The URL session `index` uses.
     pub fn url_for(&self, index: usize) -> &str {
         self.urls[index % self.urls.len()].trim_end_matches('/')
+    }
+
+    /// When session `index` sends its first message, after the load starts: in open
+    /// loop spread over one period, in closed loop over `--stagger-ms` (golden-ratio
+    /// steps either way), so sessions do not all fire at once.
+    pub fn first_send_phase(&self, index: usize) -> Duration {
+        let fraction = (index as f64 * 0.618_033_988_75).fract();
+        match self.rate {
+            Some(rate) => Duration::from_secs_f64(fraction / rate),
+            None => Duration::from_secs_f64(fraction * self.stagger_ms as f64 / 1000.0),
+        }
     }
 }
 
@@ -298,5 +321,40 @@ mod tests {
         assert!(endless.validate().is_err());
         let both = RunSettings::try_from_args(["--token", "t", "--jwt-secret", "s"]);
         assert!(both.is_err());
+        let staggered_open_loop =
+            RunSettings::try_from_args(["--rate", "1", "--stagger-ms", "500"]).unwrap();
+        assert!(staggered_open_loop.validate().is_err());
+    }
+
+    #[test]
+    fn first_sends_are_spread_over_the_stagger_or_the_period() {
+        let phases = |args: &[&str]| -> Vec<Duration> {
+            let s = RunSettings::try_from_args(args).unwrap();
+            s.validate().unwrap();
+            (0..100).map(|i| s.first_send_phase(i)).collect()
+        };
+        assert!(
+            phases(&[]).iter().all(Duration::is_zero),
+            "closed loop: all at once"
+        );
+        for (args, span) in [
+            (&["--stagger-ms", "1250"][..], Duration::from_millis(1250)),
+            (&["--rate", "2"][..], Duration::from_millis(500)),
+        ] {
+            let mut phases = phases(args);
+            assert!(
+                phases.iter().all(|p| *p < span),
+                "{args:?}: within {span:?}"
+            );
+            phases.sort();
+            // Spread, not bunched: no gap between neighbours exceeds 1/20 of the span
+            // for 100 sessions (golden-ratio steps stay within ~2.6 × span / n).
+            let widest = phases.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+            assert!(widest < span / 20, "{args:?}: widest gap {widest:?}");
+            assert!(
+                phases[99] - phases[0] > span * 9 / 10,
+                "{args:?}: covers the span"
+            );
+        }
     }
 }

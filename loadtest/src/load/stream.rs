@@ -78,7 +78,7 @@ pub async fn drive(
         waiting: VecDeque::new(),
         current: None,
         seq: SeqChecker::starting_after(last_seq),
-        next_send: Some(started + ctx.open_loop_phase(index)),
+        next_send: Some(started + ctx.settings.first_send_phase(index)),
         sent: 0,
         result,
     };

@@ -51,6 +51,8 @@ pub struct SettingsSummary {
     pub messages: u64,
     pub rate: Option<f64>,
     pub think_ms: u64,
+    /// Closed loop: first sends spread over this many ms (0: all at once).
+    pub stagger_ms: u64,
     pub duration: Option<f64>,
     pub warmup: f64,
     pub text: String,
@@ -314,6 +316,7 @@ pub(crate) mod tests {
                 messages: 2,
                 rate: None,
                 think_ms: 0,
+                stagger_ms: 0,
                 duration: None,
                 warmup: 0.0,
                 text: "hi <b>".into(),

@@ -10,6 +10,10 @@ pub fn render(r: &Report) -> String {
     let s = &r.settings;
     let pacing = match s.rate {
         Some(rate) => format!("open loop at {rate} msg/s per session"),
+        None if s.stagger_ms > 0 => format!(
+            "closed loop (think {} ms, first sends spread over {} ms)",
+            s.think_ms, s.stagger_ms
+        ),
         None => format!("closed loop (think {} ms)", s.think_ms),
     };
     let _ = writeln!(

@@ -115,6 +115,10 @@ impl Bench {
                         "0",
                         "--think-ms",
                         &THINK_MS.to_string(),
+                        // A steady load: first sends spread over one send period
+                        // (thinking + the answer), not 40 at once in lockstep.
+                        "--stagger-ms",
+                        &(THINK_MS + *pieces as u64 * PACE_MS).to_string(),
                         "--text",
                         &text,
                         "--duration",
@@ -233,7 +237,7 @@ fn figures(sides: &[[Side; 3]]) -> Vec<Figure> {
         fits.join(", ")
     ));
     details.push(format!(
-        "{SESSIONS} conversations, closed loop, {THINK_MS} ms between answers; `[mock:pieces=N slow={PACE_MS}]`: the 100-token answer as N deltas {PACE_MS} ms apart, default coalescing (15 ms); CPU from /proc/<pid>/stat in the window ÷ answers in the window; \"ours\" is gateway + worker + redis-server; the floor is the load generator's own CPU in `--mode llm`; Redis commands by INFO commandstats (scripts' commands included) from the first message to the last answer"
+        "{SESSIONS} conversations, closed loop, {THINK_MS} ms between answers, first sends spread over one send period (`--stagger-ms`); `[mock:pieces=N slow={PACE_MS}]`: the 100-token answer as N deltas {PACE_MS} ms apart, default coalescing (15 ms); CPU from /proc/<pid>/stat in the window ÷ answers in the window; \"ours\" is gateway + worker + redis-server; the floor is the load generator's own CPU in `--mode llm`; Redis commands by INFO commandstats (scripts' commands included) from the first message to the last answer"
     ));
 
     // Headline values at 4 deltas over the stream protocol (the issue's ~7-chunk load
