@@ -512,6 +512,72 @@ async fn an_entry_without_a_notice_waits_for_the_sweep() {
     }
 }
 
+/// A read takes the due partitions together, `max` shared out between them: a burst
+/// over many partitions comes back whole when `max` allows, never more than `max` at
+/// once, and a partition that held more than its share is read again, so nothing is
+/// left behind or delivered twice.
+#[tokio::test]
+async fn a_burst_over_partitions_is_read_whole_and_never_past_max() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("burst");
+    let mut settings = StoreSettings::new(Some(&server.url()), &prefix);
+    settings.inbox_sweep_ms = 600_000;
+    let backend = Backend::connect(&settings).await.unwrap();
+    let idle = backend.read_inbox("w1", 10, Duration::from_millis(100));
+    assert!(
+        idle.await.unwrap().is_empty(),
+        "the first read sweeps an empty inbox"
+    );
+    // Three sessions in each of four partitions.
+    let keys = Keys::new(&prefix, 16);
+    let mut per_partition = std::collections::BTreeMap::<u16, Vec<SessionId>>::new();
+    while per_partition.len() < 4 || per_partition.values().any(|ids| ids.len() < 3) {
+        let new = new_session();
+        let partition = keys.partition_of(&new.id).0;
+        let room = match per_partition.get(&partition) {
+            Some(ids) => ids.len() < 3,
+            None => per_partition.len() < 4,
+        };
+        if room {
+            assert!(backend.create_session(&new).await.unwrap());
+            accept(&backend, &new.id, "burst").await;
+            per_partition.entry(partition).or_default().push(new.id);
+        }
+    }
+    let mut expected: Vec<SessionId> = per_partition.into_values().flatten().collect();
+    expected.sort();
+    let mut read = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    while read.len() < expected.len() && Instant::now() < deadline {
+        let got = backend
+            .read_inbox("w1", 5, Duration::from_millis(500))
+            .await
+            .unwrap();
+        assert!(got.len() <= 5, "never past max: {}", got.len());
+        read.extend(got.into_iter().map(|d| d.session_id));
+    }
+    read.sort();
+    assert_eq!(read, expected, "every session once");
+    let more = backend.read_inbox("w1", 5, Duration::from_millis(200));
+    assert!(more.await.unwrap().is_empty(), "nothing twice");
+    // With room for all of them, the whole burst.
+    let mut burst = Vec::new();
+    for _ in 0..4 {
+        let new = new_session();
+        assert!(backend.create_session(&new).await.unwrap());
+        accept(&backend, &new.id, "burst").await;
+        burst.push(new.id);
+    }
+    let mut got: Vec<SessionId> = deliveries(&backend, 4)
+        .await
+        .into_iter()
+        .map(|d| d.session_id)
+        .collect();
+    got.sort();
+    burst.sort();
+    assert_eq!(got, burst);
+}
+
 /// The hot path's cost, counted the way figure 11 counts it (every command a script
 /// runs): a chunk batch of a worker that knows the log's position is four commands,
 /// EVALSHA + HMGET (fence) + XADD (log) + SPUBLISH; a batch after someone else's costs

@@ -131,9 +131,13 @@ impl RedisBackend {
         }
     }
 
-    /// Reads new entries from `due` in order, up to `max` in all. A partition that
-    /// filled its read, or was not read because `max` was reached, may hold more and is
-    /// marked due again; on an error, every partition not yet read is.
+    /// Reads new entries from `due`, up to `max` in all: up to `max` partitions at once
+    /// (one pipelined round trip, not one per partition: a burst of messages over many
+    /// partitions is taken in one go), `max` shared out between them, then the next
+    /// `max` partitions while entries are still wanted. A partition that filled its
+    /// share, or was not read because `max` was reached, may hold more and is marked
+    /// due again, as is one whose read failed. What was read is returned even when
+    /// another read failed (it is this consumer's now); the error only when nothing was.
     async fn read_partitions(
         &self,
         consumer: &str,
@@ -142,27 +146,37 @@ impl RedisBackend {
         notices: &Notices,
     ) -> Result<Vec<Delivery>, StoreError> {
         let mut found = Vec::new();
-        let mut due = due.into_iter();
-        while let Some(partition) = due.next() {
+        let mut failure = None;
+        let mut due = due.into_iter().peekable();
+        while due.peek().is_some() && found.len() < max && failure.is_none() {
             let wanted = max - found.len();
-            if wanted == 0 {
-                notices.mark(std::iter::once(partition).chain(due));
-                break;
-            }
-            match self.read_partition(consumer, partition, wanted).await {
-                Ok(read) => {
-                    if read.len() >= wanted {
-                        notices.mark([partition]);
+            let batch: Vec<Partition> = due.by_ref().take(wanted).collect();
+            let shares = shares(wanted, batch.len());
+            let reads = batch
+                .iter()
+                .zip(&shares)
+                .map(|(&partition, &count)| self.read_partition(consumer, partition, count));
+            let reads = futures_util::future::join_all(reads).await;
+            for ((partition, count), read) in batch.into_iter().zip(shares).zip(reads) {
+                match read {
+                    Ok(read) => {
+                        if read.len() >= count {
+                            notices.mark([partition]);
+                        }
+                        found.extend(read);
                     }
-                    found.extend(read);
-                }
-                Err(error) => {
-                    notices.mark(std::iter::once(partition).chain(due));
-                    return Err(error);
+                    Err(error) => {
+                        notices.mark([partition]);
+                        failure = Some(error);
+                    }
                 }
             }
         }
-        Ok(found)
+        notices.mark(due);
+        match failure {
+            Some(error) if found.is_empty() => Err(error),
+            _ => Ok(found),
+        }
     }
 
     /// `XREADGROUP` of up to `count` new entries of one partition's inbox.
@@ -411,6 +425,13 @@ fn slot_of(key: &str) -> ClusterHash {
     ClusterHash::Custom(crate::keys::key_slot(key))
 }
 
+/// `total` shared out over `n` reads as evenly as it goes, each at least 1 (`n` ≤
+/// `total`): the counts of one round of partition reads.
+fn shares(total: usize, n: usize) -> Vec<usize> {
+    let (base, extra) = (total / n.max(1), total % n.max(1));
+    (0..n).map(|i| base + usize::from(i < extra)).collect()
+}
+
 /// `XREADGROUP` reply of one partition (RESP2 or RESP3 shape) → deliveries.
 fn parse_xreadgroup(partition: Partition, reply: Value) -> Result<Vec<Delivery>, StoreError> {
     let streams: Vec<Value> = match reply {
@@ -461,4 +482,22 @@ fn parse_xreadgroup(partition: Partition, reply: Value) -> Result<Vec<Delivery>,
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shares;
+
+    #[test]
+    fn a_read_round_shares_its_count_evenly_and_exactly() {
+        assert_eq!(shares(32, 16), vec![2; 16]);
+        assert_eq!(shares(5, 3), vec![2, 2, 1]);
+        assert_eq!(shares(3, 3), vec![1, 1, 1]);
+        assert_eq!(shares(7, 1), vec![7]);
+        for (total, n) in [(1, 1), (17, 16), (4096, 16), (100, 7)] {
+            let got = shares(total, n);
+            assert_eq!(got.iter().sum::<usize>(), total);
+            assert!(got.iter().all(|&c| c >= 1));
+        }
+    }
 }
