@@ -81,8 +81,37 @@ run(6, async (browser) => {
     return b && b.dataset.state === 'streaming' && b.querySelector('.text').textContent.length > 20;
   });
   const before = (await assistants(page))[1].text;
+  // After a fresh attach the page reads the history again while the replay of the
+  // answer in progress arrives; where that read lands among the replayed events was
+  // left to timing. Here it lands after the replay's first event every time: the
+  // server's messages after `connected` and that event are held until the page has
+  // had the re-read's answer (a position moved past the replay by the re-read would
+  // drop the rest of it, and the bubble would be rebuilt from the answer's tail).
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  await page.routeWebSocket(/\/ws\//, (ws) => {
+    const server = ws.connectToServer();
+    let seen = 0;
+    server.onMessage(async (message) => {
+      seen += 1;
+      if (seen > 2) await held;
+      ws.send(message);
+    });
+  });
+  let historyReads = 0;
+  const reread = new Promise((resolve) => {
+    const onResponse = (response) => {
+      if (!new URL(response.url()).pathname.endsWith('/messages')) return;
+      historyReads += 1;
+      if (historyReads === 2) { page.off('response', onResponse); resolve(response); }
+    };
+    page.on('response', onResponse);
+  });
   await page.reload();
   await waitConnected(page, 'after the reload mid-answer');
+  await (await reread).finished();
+  await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 100)));
+  release();
   const rebuilt = await page.evaluate(samplesUntilDone, { count: 2, timeoutMs: STEP_MS });
   if (rebuilt.timeout) fail(`the answer did not complete after the reload: ${JSON.stringify(rebuilt)}`);
   const stored = (await history(base, sessionId)).filter((m) => m.role === 'assistant').map((m) => m.content);

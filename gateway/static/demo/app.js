@@ -440,9 +440,15 @@
     setStatus('connected');
     clearInterval(pingTimer);
     pingTimer = setInterval(() => sendFrame({ type: 'ping' }), PING_EVERY_MS);
-    // Resumed with a gap, or fresh (an answer may have completed between the history
-    // read and this attach): the history is read again.
-    if ((resumed && ev.recovered === false) || !resumed) rereadHistory(ev.last_seq);
+    // Resumed with a gap (the history is the truth up to `last_seq`), or fresh (an
+    // answer may have completed between the history read and this attach): the
+    // history is read again. A fresh attach's position is set above, and the replay
+    // of the answer in progress comes next with seqs at or below it: the re-read,
+    // which may resolve in the middle of that replay, must not move the position
+    // past the replay's events (they were being dropped as seen, and the rebuilt
+    // bubble showed only the answer's tail).
+    if (resumed && ev.recovered === false) rereadHistory(ev.last_seq);
+    else if (!resumed) rereadHistory();
   }
 
   // Events were no longer retained: the history is the truth up to `last_seq`.
