@@ -134,9 +134,9 @@ impl RedisBackend {
     /// Reads new entries from `due`, up to `max` in all: up to `max` partitions at once
     /// (one pipelined round trip, not one per partition: a burst of messages over many
     /// partitions is taken in one go), `max` shared out between them, then the next
-    /// `max` partitions while entries are still wanted. A partition that filled its
-    /// share, or was not read because `max` was reached, may hold more and is marked
-    /// due again, as is one whose read failed. What was read is returned even when
+    /// ones while entries are still wanted. A partition that filled its share may hold
+    /// more and is read again in a later round; one still to read when `max` is reached
+    /// is marked due, as is one whose read failed. What was read is returned even when
     /// another read failed (it is this consumer's now); the error only when nothing was.
     async fn read_partitions(
         &self,
@@ -147,10 +147,10 @@ impl RedisBackend {
     ) -> Result<Vec<Delivery>, StoreError> {
         let mut found = Vec::new();
         let mut failure = None;
-        let mut due = due.into_iter().peekable();
-        while due.peek().is_some() && found.len() < max && failure.is_none() {
+        let mut queue = std::collections::VecDeque::from(due);
+        while !queue.is_empty() && found.len() < max && failure.is_none() {
             let wanted = max - found.len();
-            let batch: Vec<Partition> = due.by_ref().take(wanted).collect();
+            let batch: Vec<Partition> = queue.drain(..queue.len().min(wanted)).collect();
             let shares = shares(wanted, batch.len());
             let reads = batch
                 .iter()
@@ -161,7 +161,7 @@ impl RedisBackend {
                 match read {
                     Ok(read) => {
                         if read.len() >= count {
-                            notices.mark([partition]);
+                            queue.push_back(partition);
                         }
                         found.extend(read);
                     }
@@ -172,7 +172,7 @@ impl RedisBackend {
                 }
             }
         }
-        notices.mark(due);
+        notices.mark(queue);
         match failure {
             Some(error) if found.is_empty() => Err(error),
             _ => Ok(found),
