@@ -4,6 +4,7 @@
 mod cluster;
 mod cost;
 mod fanout;
+mod workers;
 
 use std::sync::{Arc, Mutex};
 
@@ -37,12 +38,16 @@ enum Worker {
     /// One runtime thread per core (`WORKER_THREADS`): the figures where one worker
     /// takes a saturating load alone, the reason `WORKER_CONCURRENCY` is raised too.
     PerCore,
+    /// This many workers as shipped, all reading the same inbox (figure 14).
+    Several(usize),
 }
 
 /// A gateway (and maybe a worker) on their own key prefix.
 struct Stack {
     gateway: Proc,
     worker: Option<Proc>,
+    /// The workers after the first, with `Worker::Several`.
+    more_workers: Vec<Proc>,
     url: String,
     prefix: String,
 }
@@ -155,7 +160,8 @@ impl Bench {
             env.push(("JWT_SECRET".into(), JWT_SECRET.into()));
         }
         let (gateway, url) = self.bins.gateway(&format!("gateway-{tag}"), &env)?;
-        let worker = match worker {
+        let worker_kind = worker;
+        let worker = match worker_kind {
             Worker::Off => None,
             Worker::Default => Some(self.bins.worker(&format!("worker-{tag}"), &env)?),
             Worker::PerCore => {
@@ -163,10 +169,18 @@ impl Bench {
                 env.push(("WORKER_THREADS".into(), cores.to_string()));
                 Some(self.bins.worker(&format!("worker-{tag}"), &env)?)
             }
+            Worker::Several(_) => Some(self.bins.worker(&format!("worker-{tag}"), &env)?),
         };
+        let mut more_workers = Vec::new();
+        if let Worker::Several(n) = worker_kind {
+            for i in 2..=n {
+                more_workers.push(self.bins.worker(&format!("worker-{tag}-{i}"), &env)?);
+            }
+        }
         Ok(Stack {
             gateway,
             worker,
+            more_workers,
             url,
             prefix,
         })

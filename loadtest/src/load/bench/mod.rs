@@ -14,7 +14,8 @@
 //! - `figures`: one function per figure (or group sharing runs); `figures::cost`
 //!   holds CPU per answered message against the floor client (9-11),
 //!   `figures::fanout` one session on many sockets (12), `figures::cluster` the
-//!   store on a Redis Cluster against one Redis (13).
+//!   store on a Redis Cluster against one Redis (13), `figures::workers` an
+//!   answer's Redis commands with several workers against one (14).
 //! - `markdown`: the results as Markdown, written into `BENCHMARKS.md` between
 //!   markers so the hand-written parts (profiles, before/after) stay.
 
@@ -154,6 +155,9 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<()> {
     }
     if settings.wants(13) {
         figures.push(bench.cluster().await?);
+    }
+    if settings.wants(14) {
+        figures.push(bench.workers().await?);
     }
     figures.sort_by_key(|f| f.number);
     figures.retain(|f| settings.wants(f.number));

@@ -167,6 +167,21 @@ pub(super) fn sum_commandstats(info: &str) -> u64 {
         .sum()
 }
 
+/// `calls=` of one command in `INFO commandstats` (0 when it was not run).
+pub(super) fn commandstat_calls(info: &str, command: &str) -> u64 {
+    info.lines()
+        .filter_map(|line| {
+            let (name, fields) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            (name == command).then_some(fields)?;
+            fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("calls="))?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
 /// Client and script commands of a `MONITOR` transcript
 /// (`1700000000.123 [0 127.0.0.1:5000] "EVALSHA" ...`, `[0 lua]` for scripts).
 fn count_transcript(transcript: &str) -> Commands {
@@ -209,6 +224,8 @@ mod tests {
     fn commandstats_are_summed_without_the_measurement() {
         let info = "# Commandstats\r\ncmdstat_evalsha:calls=10,usec=5\r\ncmdstat_hget:calls=20,usec=1\r\ncmdstat_config|resetstat:calls=1,usec=1\r\ncmdstat_info:calls=3,usec=1\r\n";
         assert_eq!(sum_commandstats(info), 30);
+        assert_eq!(commandstat_calls(info, "hget"), 20);
+        assert_eq!(commandstat_calls(info, "xreadgroup"), 0);
     }
 
     #[test]
