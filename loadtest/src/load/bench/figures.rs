@@ -186,6 +186,37 @@ impl Bench {
         })
     }
 
+    /// Hooks that clear Redis's `INFO commandstats` when the load starts, and the flag
+    /// they set when that worked: counts read after the run are then the run's own.
+    fn commandstats_reset(&self) -> (Hooks, Arc<Mutex<bool>>) {
+        let reset = Arc::new(Mutex::new(false));
+        let hooks = Hooks {
+            on_start: Some(Box::new({
+                let (port, reset) = (self.redis.port, reset.clone());
+                move || {
+                    let ok = std::process::Command::new("redis-cli")
+                        .args(["-p", &port.to_string(), "CONFIG", "RESETSTAT"])
+                        .output()
+                        .is_ok_and(|o| o.status.success());
+                    *reset.lock().unwrap_or_else(|e| e.into_inner()) = ok;
+                }
+            })),
+            on_window_end: None,
+        };
+        (hooks, reset)
+    }
+
+    /// `INFO commandstats` after a run started with [`Self::commandstats_reset`], when
+    /// its reset worked (every message has finished when `load` returns, so all their
+    /// commands are in).
+    fn commandstats_after(&self, reset: &Mutex<bool>) -> anyhow::Result<Option<String>> {
+        if *reset.lock().unwrap_or_else(|e| e.into_inner()) {
+            Ok(Some(self.redis.cli(&["INFO", "commandstats"])?))
+        } else {
+            Ok(None)
+        }
+    }
+
     fn auth_args(&self) -> Vec<String> {
         if self.authenticated {
             vec!["--jwt-secret".into(), JWT_SECRET.into()]

@@ -7,8 +7,6 @@
 //! the bytes stay the same, so a straight line through the three gives the fixed
 //! cost per message and the cost per chunk separately.
 
-use std::sync::{Arc, Mutex};
-
 use super::{Bench, Worker, list};
 use crate::load::Hooks;
 use crate::load::bench::{Figure, median};
@@ -141,22 +139,11 @@ impl Bench {
                     for p in pid_args {
                         args.extend(["--pid".to_owned(), p]);
                     }
-                    let counted = (mode != "llm").then(|| Arc::new(Mutex::new(false)));
-                    let hooks = match &counted {
-                        Some(reset) => Hooks {
-                            on_start: Some(Box::new({
-                                let (port, reset) = (self.redis.port, reset.clone());
-                                move || {
-                                    let ok = std::process::Command::new("redis-cli")
-                                        .args(["-p", &port.to_string(), "CONFIG", "RESETSTAT"])
-                                        .output()
-                                        .is_ok_and(|o| o.status.success());
-                                    *reset.lock().unwrap_or_else(|e| e.into_inner()) = ok;
-                                }
-                            })),
-                            on_window_end: None,
-                        },
-                        None => Hooks::default(),
+                    let (hooks, counted) = if mode == "llm" {
+                        (Hooks::default(), None)
+                    } else {
+                        let (hooks, reset) = self.commandstats_reset();
+                        (hooks, Some(reset))
                     };
                     let report = self
                         .load(
@@ -166,17 +153,12 @@ impl Bench {
                             hooks,
                         )
                         .await?;
-                    // Every message has finished when `load` returns, so all their
-                    // commands are in.
-                    let commands = match counted {
-                        Some(reset) if *reset.lock().unwrap_or_else(|e| e.into_inner()) => {
-                            let info = self.redis.cli(&["INFO", "commandstats"])?;
-                            Some(
-                                super::super::redis_bench::sum_commandstats(&info) as f64
-                                    / report.messages.completed.max(1) as f64,
-                            )
-                        }
-                        _ => None,
+                    let commands = match &counted {
+                        Some(reset) => self.commandstats_after(reset)?.map(|info| {
+                            super::super::redis_bench::sum_commandstats(&info) as f64
+                                / report.messages.completed.max(1) as f64
+                        }),
+                        None => None,
                     };
                     sides[i][j].add(&report, commands);
                 }

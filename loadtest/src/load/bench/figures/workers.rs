@@ -5,10 +5,7 @@
 //! commandstats` from the first message to the last answer; all commands and the
 //! workers' and redis-server's CPU per answer are beside it.
 
-use std::sync::{Arc, Mutex};
-
 use super::{Bench, Worker, list};
-use crate::load::Hooks;
 use crate::load::bench::{Figure, median, redis_bench};
 use crate::load::report::Report;
 
@@ -96,20 +93,7 @@ impl Bench {
                     ]);
                 }
                 args.extend(self.auth_args());
-                let reset = Arc::new(Mutex::new(false));
-                let hooks = Hooks {
-                    on_start: Some(Box::new({
-                        let (port, reset) = (self.redis.port, reset.clone());
-                        move || {
-                            let ok = std::process::Command::new("redis-cli")
-                                .args(["-p", &port.to_string(), "CONFIG", "RESETSTAT"])
-                                .output()
-                                .is_ok_and(|o| o.status.success());
-                            *reset.lock().unwrap_or_else(|e| e.into_inner()) = ok;
-                        }
-                    })),
-                    on_window_end: None,
-                };
+                let (hooks, reset) = self.commandstats_reset();
                 let workers_here = 1 + stack.more_workers.len();
                 let report = self
                     .load(
@@ -119,14 +103,7 @@ impl Bench {
                         hooks,
                     )
                     .await?;
-                // Every message has finished when `load` returns, so all their
-                // commands are in.
-                let counted = *reset.lock().unwrap_or_else(|e| e.into_inner());
-                let info = if counted {
-                    Some(self.redis.cli(&["INFO", "commandstats"])?)
-                } else {
-                    None
-                };
+                let info = self.commandstats_after(&reset)?;
                 side.add(&report, info.as_deref());
             }
         }
