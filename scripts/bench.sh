@@ -3,7 +3,7 @@
 # redis-server, mock-llm, gateways, workers and the bare echo on 127.0.0.1, measures
 # every figure of BENCHMARKS.md as a ratio against a baseline taken in the same run
 # (alternating, median of 3), prints them and rewrites the generated section of
-# BENCHMARKS.md. Takes about 6 minutes after the build on a 2-core machine.
+# BENCHMARKS.md. Takes about 10 minutes after the build on a 2-core machine.
 #
 # Extra arguments go to `loadtest bench` (see `loadtest bench --help`), e.g.
 #   bash scripts/bench.sh --only 1,6 --repeat 5
