@@ -92,8 +92,9 @@ pub struct StoreSettings {
     pub store_partitions: u16,
 
     /// Longest a worker goes without reading every inbox partition, in milliseconds.
-    /// Workers read the partitions their `ready` notices name; this sweep of all of
-    /// them is the safety net for a notice missed some other way.
+    /// On a Redis Cluster workers read the partitions their `ready` notices name; this
+    /// sweep of all of them is the safety net for a notice missed some other way (one
+    /// Redis needs none: its workers wait in one blocked read of every partition).
     #[arg(long, env = "INBOX_SWEEP_MS", default_value_t = 2_000,
           value_parser = clap::value_parser!(u64).range(100..))]
     pub inbox_sweep_ms: u64,

@@ -38,7 +38,7 @@
 //! | `P:{T}:inbox` | stream, group `workers` | one entry per session of the partition with pending messages |
 //! | `P:{T}:sessions` | sorted set | the partition's session ids by last activity (ms) |
 //! | `P:{T}:control` | shard channel | cancel requests for the partition's sessions |
-//! | `P:{T}:ready` | shard channel | "the inbox has a new entry": wakes idle workers |
+//! | `P:{T}:ready` | shard channel | "the inbox has a new entry": wakes idle workers (on a Redis Cluster; one Redis wakes a blocked reader itself) |
 //! | `P:{T}:probe:I` | shard channel | canaries of gateway instance `I`, one per partition so every shard is probed |
 //! | `P:dead` | stream | messages given up on after too many tries (plain `XADD`, no script) |
 //! | `P:partitions` | string | `N`, set at first start |

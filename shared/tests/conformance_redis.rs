@@ -399,26 +399,21 @@ fn command_stats(port: u16) -> Vec<(String, u64, u64)> {
 /// One whole answer to a message on an idle session, counted the way figure 11
 /// counts (every command a script runs): accept, the worker's read, begin (which
 /// publishes `typing`), one chunk batch and the finish. A first answer made the
-/// history and the log and, with an idle read after it, swept every partition once
-/// (whichever partition the session falls in); the second one is the steady
-/// state: 27 commands + 4 per chunk batch, the TTLs untouched (a refresh is due only
-/// every TTL/20) but the new pending list's, one partition read (its `ready` notice),
-/// and no read of the log (begin numbers from the last finish's seq).
+/// history and the log; the second one is the steady state: 26 commands + 4 per chunk
+/// batch, the TTLs untouched (a refresh is due only every TTL/20) but the new pending
+/// list's, one read (the blocked read Redis serves the new entry to: no notice on one
+/// Redis) and no read of the log (begin numbers from the last finish's seq).
 #[tokio::test]
-async fn a_steady_answer_costs_27_commands_and_4_per_batch() {
+async fn a_steady_answer_costs_26_commands_and_4_per_batch() {
     let server = RedisServer::start();
     let port = server.port();
-    let mut settings = StoreSettings::new(Some(&server.url()), &unique_prefix("answer"));
-    // No safety-net sweep of every partition during the count (see the next test).
-    settings.inbox_sweep_ms = 600_000;
-    let backend = Backend::connect(&settings).await.unwrap();
+    let backend = connect(&server.url(), &unique_prefix("answer")).await;
     let new = new_session();
     let id = new.id.clone();
     assert!(backend.create_session(&new).await.unwrap());
     for round in 0..2 {
         if round == 1 {
-            // The first read swept the partitions up to the session's and left the
-            // rest due; an idle worker's next read takes them (nothing is there).
+            // An idle worker's read in between finds nothing.
             let idle = deliveries_within(&backend, 1, Duration::from_millis(200)).await;
             assert!(idle.is_empty(), "{idle:?}");
             cli(port, &["CONFIG", "RESETSTAT"]);
@@ -464,7 +459,7 @@ async fn a_steady_answer_costs_27_commands_and_4_per_batch() {
             row("lpop", 1),
             row("lrange", 2),
             row("rpush", 3),
-            row("spublish", 4),
+            row("spublish", 3),
             row("xack", 1),
             row("xadd", 4),
             row("xdel", 1),
@@ -472,7 +467,7 @@ async fn a_steady_answer_costs_27_commands_and_4_per_batch() {
         ]
     );
     let total: u64 = stats.iter().map(|(_, calls, _)| calls).sum();
-    assert_eq!(total, 27 + 4);
+    assert_eq!(total, 26 + 4);
     assert_eq!(
         replayed_seqs(&backend, &id).await,
         (1..=10).collect::<Vec<_>>(),
@@ -480,16 +475,15 @@ async fn a_steady_answer_costs_27_commands_and_4_per_batch() {
     );
 }
 
-/// Workers read the partitions their `ready` notices name; an entry whose notice was
-/// missed (added here with no notice at all) is found by the sweep of every partition
-/// `INBOX_SWEEP_MS` after the last one, and not before.
+/// On a Redis Cluster workers read the partitions their `ready` notices name; an
+/// entry whose notice was missed (added here with no notice at all) is found by the
+/// sweep of every partition `INBOX_SWEEP_MS` after the last one, and not before.
 #[tokio::test]
-async fn an_entry_without_a_notice_waits_for_the_sweep() {
-    let server = RedisServer::start();
-    let port = server.port();
+async fn on_a_cluster_an_entry_without_a_notice_waits_for_the_sweep() {
+    let cluster = RedisCluster::shared();
     for (sweep_ms, found) in [(600_000, false), (300, true)] {
         let prefix = unique_prefix("sweep");
-        let mut settings = StoreSettings::new(Some(&server.url()), &prefix);
+        let mut settings = StoreSettings::new(Some(&cluster.url()), &prefix);
         settings.inbox_sweep_ms = sweep_ms;
         let backend = Backend::connect(&settings).await.unwrap();
         // The first read sweeps every partition (nothing is there yet).
@@ -498,7 +492,10 @@ async fn an_entry_without_a_notice_waits_for_the_sweep() {
         let id = SessionId::new_random();
         let keys = Keys::new(&prefix, 16);
         let inbox = keys.inbox(keys.partition_of(&id));
-        cli(port, &["XADD", &inbox, "*", "session", id.as_str()]);
+        cli(
+            cluster.master_of(&inbox),
+            &["XADD", &inbox, "*", "session", id.as_str()],
+        );
         let read = backend
             .read_inbox("w1", 10, Duration::from_millis(1_500))
             .await
@@ -512,31 +509,111 @@ async fn an_entry_without_a_notice_waits_for_the_sweep() {
     }
 }
 
-/// A read takes the due partitions together, `max` shared out between them: a burst
-/// over many partitions comes back whole when `max` allows, never more than `max` at
-/// once, and a partition that held more than its share is read again, so nothing is
-/// left behind or delivered twice.
+/// On one Redis, idle workers wait in one blocked read of every partition and Redis
+/// serves a new entry to one of them: the accept publishes no notice, the reader gets
+/// the entry with its wake-up, and the other idle reader is not woken and reads
+/// nothing more (the herd of figure 14: with notices, every idle worker woke and each
+/// sent an `XREADGROUP`).
 #[tokio::test]
-async fn a_burst_over_partitions_is_read_whole_and_never_past_max() {
+async fn one_new_entry_wakes_one_of_the_blocked_readers() {
     let server = RedisServer::start();
+    let prefix = unique_prefix("herd");
+    let gateway = connect(&server.url(), &prefix).await;
+    let new = new_session();
+    assert!(gateway.create_session(&new).await.unwrap());
+    let block = Duration::from_secs(3);
+    let mut readers = Vec::new();
+    for consumer in ["w1", "w2"] {
+        let worker = connect(&server.url(), &prefix).await;
+        readers.push(tokio::spawn(async move {
+            let read = worker.read_inbox(consumer, 10, block).await.unwrap();
+            (read, Instant::now())
+        }));
+    }
+    // Both readers blocked; only what follows is counted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cli(server.port(), &["CONFIG", "RESETSTAT"]);
+    let accepted = Instant::now();
+    accept(&gateway, &new.id, "one of you").await;
+    let mut reads = Vec::new();
+    for reader in readers {
+        reads.push(reader.await.unwrap());
+    }
+    reads.sort_by_key(|(read, _)| std::cmp::Reverse(read.len()));
+    let (served, served_at) = &reads[0];
+    let (idle, idle_at) = &reads[1];
+    let sessions: Vec<_> = served.iter().map(|d| &d.session_id).collect();
+    assert_eq!(sessions, [&new.id], "one reader has it");
+    assert!(idle.is_empty(), "and only one: {idle:?}");
+    assert!(
+        served_at.duration_since(accepted) < block / 2,
+        "served when accepted, not at the end of the block"
+    );
+    assert!(
+        idle_at.duration_since(accepted) >= block / 2,
+        "the other reader stayed blocked until its block ended"
+    );
+    let calls = |name: &str| {
+        command_stats(server.port())
+            .into_iter()
+            .find(|(command, _, _)| command == name)
+            .map_or(0, |(_, calls, _)| calls)
+    };
+    assert_eq!(calls("xreadgroup"), 0, "no read after the blocked ones");
+    assert_eq!(calls("spublish"), 0, "no notice");
+}
+
+/// A worker that stops drops its blocked read, and the read is unblocked in Redis too:
+/// an entry accepted after it goes to a live reader, not to the stopped one's
+/// connection (first in Redis's line of blocked readers), where it would wait out the
+/// lease.
+#[tokio::test]
+async fn a_dropped_blocked_read_leaves_new_entries_to_live_readers() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("dropped");
+    let gateway = connect(&server.url(), &prefix).await;
+    let new = new_session();
+    assert!(gateway.create_session(&new).await.unwrap());
+    let stopping = connect(&server.url(), &prefix).await;
+    let long = Duration::from_secs(20);
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(300),
+        stopping.read_inbox("w1", 10, long),
+    );
+    assert!(abandoned.await.is_err(), "the read was still blocked");
+    let live = connect(&server.url(), &prefix).await;
+    let reader = tokio::spawn(async move { live.read_inbox("w2", 10, DEADLINE).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    accept(&gateway, &new.id, "for the live one").await;
+    let read = reader.await.unwrap();
+    let sessions: Vec<_> = read.iter().map(|d| &d.session_id).collect();
+    assert_eq!(sessions, [&new.id], "the live reader has it");
+    drop(stopping);
+}
+
+/// A burst over many partitions comes back whole when `max` allows, never more than
+/// `max` at once, and nothing is left behind or delivered twice. On a cluster a read
+/// takes the due partitions together, `max` shared out between them, and reads again
+/// a partition that held more than its share. On one Redis a read that finds entries
+/// at once takes some of every partition, past `max` when there are fewer free slots
+/// than partitions with entries: those go back to the inbox, still their session's
+/// current entry (begin takes them).
+async fn a_burst_over_partitions_is_read_whole_and_never_past_max(url: &str) {
     let prefix = unique_prefix("burst");
-    let mut settings = StoreSettings::new(Some(&server.url()), &prefix);
+    let mut settings = StoreSettings::new(Some(url), &prefix);
     settings.inbox_sweep_ms = 600_000;
     let backend = Backend::connect(&settings).await.unwrap();
     let idle = backend.read_inbox("w1", 10, Duration::from_millis(100));
-    assert!(
-        idle.await.unwrap().is_empty(),
-        "the first read sweeps an empty inbox"
-    );
-    // Three sessions in each of four partitions.
+    assert!(idle.await.unwrap().is_empty(), "an empty inbox");
+    // Three sessions in each of eight partitions.
     let keys = Keys::new(&prefix, 16);
     let mut per_partition = std::collections::BTreeMap::<u16, Vec<SessionId>>::new();
-    while per_partition.len() < 4 || per_partition.values().any(|ids| ids.len() < 3) {
+    while per_partition.len() < 8 || per_partition.values().any(|ids| ids.len() < 3) {
         let new = new_session();
         let partition = keys.partition_of(&new.id).0;
         let room = match per_partition.get(&partition) {
             Some(ids) => ids.len() < 3,
-            None => per_partition.len() < 4,
+            None => per_partition.len() < 8,
         };
         if room {
             assert!(backend.create_session(&new).await.unwrap());
@@ -554,7 +631,11 @@ async fn a_burst_over_partitions_is_read_whole_and_never_past_max() {
             .await
             .unwrap();
         assert!(got.len() <= 5, "never past max: {}", got.len());
-        read.extend(got.into_iter().map(|d| d.session_id));
+        for delivery in got {
+            let begin = backend.begin(&delivery, 0).await.unwrap();
+            assert!(matches!(begin, Begin::Work(_)), "{begin:?}");
+            read.push(delivery.session_id);
+        }
     }
     read.sort();
     assert_eq!(read, expected, "every session once");
@@ -576,6 +657,18 @@ async fn a_burst_over_partitions_is_read_whole_and_never_past_max() {
     got.sort();
     burst.sort();
     assert_eq!(got, burst);
+}
+
+#[tokio::test]
+async fn on_one_redis_a_burst_over_partitions_is_read_whole_and_never_past_max() {
+    let server = RedisServer::start();
+    a_burst_over_partitions_is_read_whole_and_never_past_max(&server.url()).await;
+}
+
+#[tokio::test]
+async fn on_a_cluster_a_burst_over_partitions_is_read_whole_and_never_past_max() {
+    let cluster = RedisCluster::shared();
+    a_burst_over_partitions_is_read_whole_and_never_past_max(&cluster.url()).await;
 }
 
 /// The hot path's cost, counted the way figure 11 counts it (every command a script

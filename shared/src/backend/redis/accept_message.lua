@@ -4,15 +4,17 @@
 -- non-empty, so no two workers ever answer one session at once, and answers follow
 -- the order of acceptance. The meta field `entry` names that entry, so an older
 -- entry left behind (a deleted and re-created session) is recognised as stale.
--- A new inbox entry is announced on the partition's ready channel, waking idle workers.
+-- On a Redis Cluster a new inbox entry is announced on the partition's ready channel,
+-- waking idle workers; one Redis wakes one blocked reader itself (no channel given).
 -- KEYS: meta, history, pending, idem, events, inbox, sessions (all of the session's partition)
 -- ARGV: session id, message json, message id, client message id ('' = none),
 --       max pending, ttl secs, now ms, history max, queued json (the message with
 --       the trace it was accepted in: what a worker takes from the pending list),
---       ready channel
+--       ready channel ('' = announce nothing)
 -- Returns {'ok', message id} | {'dup', message id} | {'full'} | {'gone'}
 -- Hot path (an idle session, no client message id): HMGET, two RPUSHes, XADD,
--- SPUBLISH, the new pending list's EXPIRE and one HSET; the TTLs as refresh_ttl.lua says.
+-- (SPUBLISH on a cluster), the new pending list's EXPIRE and one HSET; the TTLs as
+-- refresh_ttl.lua says.
 -- `user_id` is set on every live session, so one HMGET tells whether it is gone.
 local meta = redis.call('HMGET', KEYS[1], 'user_id', 'count', 'refreshed_ms')
 if not meta[1] then return {'gone'} end
@@ -37,7 +39,7 @@ end
 if waiting == 1 then
   fields[#fields + 1] = 'entry'
   fields[#fields + 1] = redis.call('XADD', KEYS[6], '*', 'session', ARGV[1])
-  redis.call('SPUBLISH', ARGV[10], '1')
+  if ARGV[10] ~= '' then redis.call('SPUBLISH', ARGV[10], '1') end
 end
 if refresh_due(meta[3], ARGV[7], ARGV[6]) then
   refresh_ttl(5, ARGV[6], KEYS[7], ARGV[7], ARGV[1])

@@ -89,6 +89,8 @@ impl RedisBackend {
         let backend = Self {
             inner: Arc::new(Inner {
                 pool,
+                clustered,
+                blocking_reads: tokio::sync::OnceCell::new(),
                 notices: tokio::sync::OnceCell::new(),
                 rotation: Default::default(),
                 builder,

@@ -5,8 +5,8 @@
 -- them now).
 -- KEYS: meta, history, pending, idem, events, inbox, sessions, calls
 -- ARGV: session id, attempt, message id, answer json ('' = none), channel,
---       log max entries, ttl secs, entry id, group, now ms, history max, ready channel,
---       last seq the worker saw ('' = unknown, see publish_batch.lua), n, event json x n
+--       log max entries, ttl secs, entry id, group, now ms, history max,
+--       ready channel ('' = none: one Redis wakes a blocked reader itself), last seq the worker saw ('' = unknown, see publish_batch.lua), n, event json x n
 -- Returns 'ok' | 'fenced' | 'gone'
 -- Meta's `last_seq` is left at the last seq of the published batch: a hint, not the
 -- counter (the log is, see publish_batch.lua), valid as `after` since it is a batch's
@@ -59,7 +59,7 @@ ack()
 if more then
   fields[#fields + 1] = 'entry'
   fields[#fields + 1] = redis.call('XADD', KEYS[6], '*', 'session', ARGV[1])
-  redis.call('SPUBLISH', ARGV[12], '1')
+  if ARGV[12] ~= '' then redis.call('SPUBLISH', ARGV[12], '1') end
 end
 if refresh_due(meta[5], ARGV[10], ARGV[7]) then
   refresh_ttl(5, ARGV[7], KEYS[7], ARGV[10], ARGV[1])

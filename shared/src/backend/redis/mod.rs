@@ -11,11 +11,14 @@
 //! - `scripts` / `replies`: the scripts, each bound to its typed reply;
 //! - `sessions`: create, read, touch, delete, count, history;
 //! - `work`: the inbox — accept, read, begin, claim, reclaim, finish, dead letters;
-//! - `notices`: which inbox partitions a worker reads, from their `ready` notices;
+//! - `blocked_reads`: a worker's inbox read on one Redis, blocked on every partition;
+//! - `notices`: which inbox partitions a worker reads on a cluster, from their `ready`
+//!   notices;
 //! - `events`: publish, replay, the gateway's subscriber, cancel requests, canaries;
 //! - `slots`: the bounded holder sets (`backend::counters`);
 //! - `limits`: cross-pod rate buckets and token usage (`backend::limits`).
 
+mod blocked_reads;
 mod connection;
 mod events;
 mod limits;
@@ -40,7 +43,11 @@ use std::sync::atomic::AtomicUsize;
 
 struct Inner {
     pool: Pool,
-    /// The inbox partitions due for a worker's read; lazily made (only workers read).
+    /// A Redis Cluster (its inbox reads follow notices), not one Redis (blocked reads).
+    clustered: bool,
+    /// The connection a worker's blocked inbox reads hold (one Redis); lazily made.
+    blocking_reads: tokio::sync::OnceCell<Client>,
+    /// The inbox partitions due for a worker's read (a cluster); lazily made.
     notices: tokio::sync::OnceCell<Arc<notices::Notices>>,
     /// Where the next inbox sweep starts, so every partition gets its turn first.
     rotation: AtomicUsize,

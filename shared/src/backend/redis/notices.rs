@@ -1,4 +1,5 @@
-//! Which inbox partitions a worker should read: the `ready` notices (one shard channel
+//! Which inbox partitions a worker on a Redis Cluster should read (one Redis needs
+//! none of this: see `blocked_reads`): the `ready` notices (one shard channel
 //! per partition, sent when an entry is added) mark their partition due, so a read
 //! asks only the partitions that may hold new entries instead of sweeping all of
 //! them for every answer (with 16 partitions that was 16 `XREADGROUP`s per read).

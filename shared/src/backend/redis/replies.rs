@@ -117,6 +117,16 @@ impl ScriptReply for Created {
     }
 }
 
+/// `requeue_entry.lua`: the entry added again, `None` when the given one was stale.
+pub(super) struct Requeued(pub Option<String>);
+impl ScriptReply for Requeued {
+    const SCRIPT: &'static str = "requeue_entry";
+    fn parse(reply: Value) -> Result<Self, StoreError> {
+        let entry = text_of(Self::SCRIPT, Some(reply), "entry id")?;
+        Ok(Self(Some(entry).filter(|e| !e.is_empty())))
+    }
+}
+
 /// `touch_session.lua`: 1 touched, 0 gone.
 pub(super) struct Touched(pub bool);
 impl ScriptReply for Touched {

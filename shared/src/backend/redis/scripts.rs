@@ -3,7 +3,7 @@
 //! cannot read a script's reply as another shape.
 
 use super::RedisBackend;
-use super::replies::{Created, Deleted, Moved, Saved, ScriptReply, Touched};
+use super::replies::{Created, Deleted, Moved, Requeued, Saved, ScriptReply, Touched};
 use crate::backend::{PublishOutcome, StoreError};
 use crate::model::{AcceptOutcome, Begin, CancelOutcome, FinishOutcome};
 use fred::types::Value;
@@ -95,6 +95,7 @@ pub(super) struct Scripts {
     pub save_tool_calls: TypedScript<Saved>,
     pub cancel_generation: TypedScript<CancelOutcome>,
     pub migrate_legacy: TypedScript<Moved>,
+    pub requeue_entry: TypedScript<Requeued>,
 }
 
 impl Scripts {
@@ -129,6 +130,7 @@ impl Scripts {
             )),
             cancel_generation: TypedScript::new(include_str!("cancel_generation.lua")),
             migrate_legacy: TypedScript::new(include_str!("migrate_legacy.lua")),
+            requeue_entry: TypedScript::new(include_str!("requeue_entry.lua")),
         }
     }
 }

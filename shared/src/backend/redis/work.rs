@@ -46,7 +46,7 @@ impl RedisBackend {
             clock::now_millis().to_string(),
             self.settings().history_max_messages.to_string(),
             queued.to_json(),
-            k.ready(partition),
+            self.ready_channel(partition),
         ];
         self.scripts().accept_message.run(self, keys, args).await
     }
@@ -81,10 +81,20 @@ impl RedisBackend {
 
     /// The partitions in the order this call visits them: each call starts one further,
     /// so no partition's entries wait behind another's.
-    fn rotation(&self) -> impl Iterator<Item = Partition> + use<> {
+    pub(super) fn rotation(&self) -> impl Iterator<Item = Partition> + use<> {
         let n = self.keys().partition_count() as usize;
         let start = self.inner.rotation.fetch_add(1, Ordering::Relaxed) % n;
         (0..n).map(move |i| Partition(((start + i) % n) as u16))
+    }
+
+    /// Where a new entry of `partition` is announced: its `ready` channel on a Redis
+    /// Cluster, none ('') on one Redis, whose blocked reads need no notice.
+    fn ready_channel(&self, partition: Partition) -> String {
+        if self.inner.clustered {
+            self.keys().ready(partition)
+        } else {
+            String::new()
+        }
     }
 
     /// The `ready` notices of every partition (see [`Notices`]). Made on first use
@@ -100,10 +110,28 @@ impl RedisBackend {
             .await
     }
 
+    /// Reads up to `max` new inbox entries for `consumer`, waiting up to `block` for
+    /// one when there are none: on one Redis in one blocked read of every partition
+    /// (`blocked_reads`), on a Redis Cluster from the partitions notices name.
+    pub async fn read_inbox(
+        &self,
+        consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        if self.inner.clustered {
+            self.read_notified(consumer, max, block).await
+        } else {
+            self.read_blocked(consumer, max, block).await
+        }
+    }
+
     /// Reads up to `max` new inbox entries for `consumer` from the partitions a notice
     /// marked due (every partition now and then, see [`Notices`]), in turn; when none
-    /// has any, waits (up to `block`) for a notice and reads again.
-    pub async fn read_inbox(
+    /// has any, waits (up to `block`) for a notice and reads again. A command cannot
+    /// span a cluster's slots, so one blocked read of every partition is not possible
+    /// there; the price is that a notice wakes every idle worker, and each reads.
+    async fn read_notified(
         &self,
         consumer: &str,
         max: usize,
@@ -199,9 +227,8 @@ impl RedisBackend {
             ">".into(),
         ];
         match self.client().custom::<Value, _>(cmd, args).await {
-            Ok(reply) => parse_xreadgroup(partition, reply),
-            // Redis restarted without persistence: the stream and its group are gone.
-            Err(error) if error.details().contains("NOGROUP") => {
+            Ok(reply) => parse_xreadgroup(reply, |_| Some(partition)),
+            Err(error) if group_is_gone(&error) => {
                 tracing::warn!(%inbox, "consumer group missing; creating it again");
                 self.ensure_groups().await?;
                 Ok(Vec::new())
@@ -243,8 +270,8 @@ impl RedisBackend {
             }
             let entries = parts.swap_remove(1);
             found.extend(parse_xreadgroup(
-                partition,
                 Value::Array(vec![Value::Array(vec![Value::Null, entries])]),
+                |_| Some(partition),
             )?);
         }
         Ok(found)
@@ -275,7 +302,10 @@ impl RedisBackend {
 
     /// A delivery's entry id is `partition/stream id`: stream ids are unique per stream
     /// only, and the partition says which inbox the entry is on.
-    fn split_entry<'e>(&self, entry: &'e str) -> Result<(Partition, &'e str), StoreError> {
+    pub(super) fn split_entry<'e>(
+        &self,
+        entry: &'e str,
+    ) -> Result<(Partition, &'e str), StoreError> {
         entry
             .split_once('/')
             .and_then(|(p, id)| Some((Partition(p.parse().ok()?), id)))
@@ -373,7 +403,7 @@ impl RedisBackend {
             WORKER_GROUP.to_owned(),
             clock::now_millis().to_string(),
             self.settings().history_max_messages.to_string(),
-            k.ready(partition),
+            self.ready_channel(partition),
             log_after(&work.log),
             events.len().to_string(),
         ];
@@ -419,9 +449,15 @@ pub(super) fn log_after(log: &LogPosition) -> String {
     log.get().map(|seq| seq.to_string()).unwrap_or_default()
 }
 
+/// Redis restarted without persistence (the stream and its group are gone), or the
+/// stream was deleted under a blocked read: the groups are to be made again.
+pub(super) fn group_is_gone(error: &fred::error::Error) -> bool {
+    error.details().contains("NOGROUP") || error.details().contains("no longer exists")
+}
+
 /// Routes a command by its key's slot, computed here rather than by fred guessing
 /// which argument is the key.
-fn slot_of(key: &str) -> ClusterHash {
+pub(super) fn slot_of(key: &str) -> ClusterHash {
     ClusterHash::Custom(crate::keys::key_slot(key))
 }
 
@@ -432,8 +468,13 @@ fn shares(total: usize, n: usize) -> Vec<usize> {
     (0..n).map(|i| base + usize::from(i < extra)).collect()
 }
 
-/// `XREADGROUP` reply of one partition (RESP2 or RESP3 shape) → deliveries.
-fn parse_xreadgroup(partition: Partition, reply: Value) -> Result<Vec<Delivery>, StoreError> {
+/// `XREADGROUP` reply (RESP2 or RESP3 shape) → deliveries, each stream's entries in the
+/// partition `partition_of` names for the stream's key (a stream it names none of is
+/// skipped: not ours).
+pub(super) fn parse_xreadgroup(
+    reply: Value,
+    partition_of: impl Fn(&str) -> Option<Partition>,
+) -> Result<Vec<Delivery>, StoreError> {
     let streams: Vec<Value> = match reply {
         Value::Null => return Ok(Vec::new()),
         Value::Array(items) => items,
@@ -450,6 +491,10 @@ fn parse_xreadgroup(partition: Partition, reply: Value) -> Result<Vec<Delivery>,
             continue;
         };
         let Some(Value::Array(entries)) = pair.pop() else {
+            continue;
+        };
+        let key = pair.pop().and_then(|k| k.as_string()).unwrap_or_default();
+        let Some(partition) = partition_of(&key) else {
             continue;
         };
         for entry in entries {
