@@ -16,6 +16,7 @@
 //! earlier try stored, so finished calls are not made again.
 
 use crate::cancel::CancelRegistry;
+use crate::coalesce::{Coalescer, Decision};
 use crate::llm::wire::Usage;
 use crate::llm::{ChatMessage, Llm, LlmError, LlmEvent, Tool};
 use crate::prompt;
@@ -561,6 +562,7 @@ impl Answerer {
         let flush_timer = tokio::time::sleep_until(total_deadline);
         tokio::pin!(flush_timer);
         let mut flush_armed = false;
+        let mut coalescer = Coalescer::new(coalesce);
         loop {
             let deadline = if sent.is_empty() && pending.is_empty() {
                 first_deadline.min(total_deadline)
@@ -582,6 +584,7 @@ impl Answerer {
                     if self.flush(session, work, &mut pending, &mut sent).await?.is_err() {
                         return Ok(cancelled(sent));
                     }
+                    coalescer.published(Instant::now());
                     flush_armed = false;
                 }
                 item = stream.next() => match item {
@@ -610,18 +613,23 @@ impl Answerer {
                             }
                             return Ok(broken(sent, llm_failure(&error), true));
                         }
-                        // The first chunk goes out at once: time to first chunk is what a
-                        // user waits for, and coalescing only pays off once tokens stream.
-                        let first = sent.is_empty();
+                        // The first chunk goes out at once (time to first chunk is what
+                        // a user waits for), and so does one after a quiet window.
                         let full = pending.last().is_some_and(|c| c.len() >= MAX_CHUNK_BYTES);
-                        if coalesce.is_zero() || first || full {
-                            if self.flush(session, work, &mut pending, &mut sent).await?.is_err() {
-                                return Ok(cancelled(sent));
+                        match coalescer.on_token(Instant::now()) {
+                            Decision::At(end) if !full => {
+                                if !flush_armed {
+                                    flush_timer.as_mut().reset(end);
+                                    flush_armed = true;
+                                }
                             }
-                            flush_armed = false;
-                        } else if !flush_armed {
-                            flush_timer.as_mut().reset(Instant::now() + coalesce);
-                            flush_armed = true;
+                            _ => {
+                                if self.flush(session, work, &mut pending, &mut sent).await?.is_err() {
+                                    return Ok(cancelled(sent));
+                                }
+                                coalescer.published(Instant::now());
+                                flush_armed = false;
+                            }
                         }
                     }
                 },

@@ -8,6 +8,7 @@
 //! - [`prompt`]: history → prompt.
 //! - [`tools`]: the agent's tools (webhooks, knowledge bases), set up at start-up.
 //! - [`tool_turn`]: one model turn's tool calls: announced, run concurrently, stored.
+//! - [`coalesce`]: when a streamed answer's tokens go out as chunk batches.
 //! - [`answer`]: one delivery from `begin` to `finish` (restarts, cancel, dead letters).
 //! - [`cancel`]: cancel tokens of the answers running here.
 //! - [`consumer`]: the read loop, claim keeping, reclaiming, concurrency and shutdown.
@@ -18,6 +19,7 @@
 
 pub mod answer;
 pub mod cancel;
+pub mod coalesce;
 pub mod consumer;
 pub mod llm;
 pub mod probes;

@@ -155,8 +155,10 @@ pub struct ConsumerSettings {
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub worker_concurrency: u32,
 
-    /// Tokens arriving within this many milliseconds go out as one chunk event
-    /// (fewer Redis round trips; 0 sends every token on its own).
+    /// At most one chunk batch per this many milliseconds: tokens arriving sooner
+    /// after the last batch wait for the window's end and go out as one chunk event
+    /// (fewer Redis round trips); a token after a quiet window goes out at once
+    /// (0 sends every token on its own).
     #[arg(long, env = "CHUNK_COALESCE_MS", default_value_t = 15)]
     pub chunk_coalesce_ms: u64,
 
