@@ -49,7 +49,7 @@ struct Inner {
     blocking_reads: tokio::sync::OnceCell<Client>,
     /// The inbox partitions due for a worker's read (a cluster); lazily made.
     notices: tokio::sync::OnceCell<Arc<notices::Notices>>,
-    /// Where the next inbox sweep starts, so every partition gets its turn first.
+    /// Where the next inbox read or reclaim starts, so every partition gets its turn first.
     rotation: AtomicUsize,
     builder: Builder,
     keys: Keys,
