@@ -28,14 +28,14 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P:{T}:s:S:meta` | hash | user, times, message count, protocol, metadata, `attempt` (the fence) |
+//! | `P:{T}:s:S:meta` | hash | user, times, message count, protocol, metadata, `attempt` (the fence), the current message (`head`, `head_id`: the one being answered, '' none), `charge` (who pays for the answers, '' none), `entry` (the live inbox entry) |
 //! | `P:{T}:s:S:history` | list | stored messages, JSON, oldest first |
-//! | `P:{T}:s:S:pending` | list | accepted user messages not yet answered, oldest first |
+//! | `P:{T}:s:S:pending` | list | accepted user messages waiting behind the current one, oldest first (an earlier release kept the current one first here too) |
 //! | `P:{T}:s:S:idem` | hash | `client_message_id` → message id, for idempotent resends |
 //! | `P:{T}:s:S:events` | stream | recent event batches, entry id = `<first seq of the batch>-0`; the newest entry's last event is the session's last `seq` (no counter of its own: `publish_batch.lua`) |
 //! | `P:{T}:s:S:calls` | hash | tool calls of the message being answered: `message` → its id, `round:index` → call JSON |
 //! | `P:{T}:s:S` | shard channel | live event batches and the session's delete notice |
-//! | `P:{T}:inbox` | stream, group `workers` | one entry per session of the partition with pending messages |
+//! | `P:{T}:inbox` | stream, group `workers` | one entry per session of the partition with a current message |
 //! | `P:{T}:sessions` | sorted set | the partition's session ids by last activity (ms) |
 //! | `P:{T}:control` | shard channel | cancel requests for the partition's sessions |
 //! | `P:{T}:ready` | shard channel | "the inbox has a new entry": wakes idle workers (on a Redis Cluster; one Redis wakes a blocked reader itself) |
@@ -45,7 +45,7 @@
 //! | `P:slots:{scope}` | sorted set | holders of a bounded set (a user's sockets or sessions) by lapse time (ms) |
 //! | `P:rate:{scope}` | string | a cross-pod rate bucket's theoretical arrival time (GCRA, epoch us) |
 //! | `P:usage:{scope}` | hash | tokens a user or address spent, `window:start_ms` → sum |
-//! | `P:{T}:s:S:charge` | string | the usage scope the session's answers are charged to |
+//! | `P:{T}:s:S:charge` | string | who pays for the answers, as an earlier release kept it (now meta's `charge`; read only for a session that has none there) |
 //!
 //! (`T` is the partition's tag, `S` the session id.) Channels are sharded (`SPUBLISH`
 //! / `SSUBSCRIBE`): a message goes to the one shard that owns its slot, not to every
@@ -235,7 +235,7 @@ impl Keys {
         self.scoped("usage", scope)
     }
 
-    /// Who pays for the session's answers (`backend::limits`).
+    /// Who paid for the session's answers in an earlier release (now meta's `charge`).
     pub fn charge(&self, id: &SessionId) -> String {
         self.session_key(id, "charge")
     }

@@ -179,6 +179,7 @@ async fn idle_sessions_expire_unless_touched(_backend: Backend, ctx: &Ctx) {
             &Default::default(),
             None,
             ROOMY,
+            None,
         )
         .await
         .unwrap();
@@ -312,7 +313,7 @@ async fn accept_outcomes(backend: Backend, _ctx: &Ctx) {
 
     let first = StoredMessage::user("hello");
     let outcome = backend
-        .accept_message(&id, &first, &Default::default(), Some("c-1"), 2)
+        .accept_message(&id, &first, &Default::default(), Some("c-1"), 2, None)
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::Accepted(first.id));
@@ -329,7 +330,7 @@ async fn accept_outcomes(backend: Backend, _ctx: &Ctx) {
     // A resend under the same client id is the first message, stored once.
     let resend = StoredMessage::user("hello");
     let outcome = backend
-        .accept_message(&id, &resend, &Default::default(), Some("c-1"), 2)
+        .accept_message(&id, &resend, &Default::default(), Some("c-1"), 2, None)
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::Duplicate(first.id));
@@ -342,7 +343,7 @@ async fn accept_outcomes(backend: Backend, _ctx: &Ctx) {
 
     let second = StoredMessage::user("second");
     let outcome = backend
-        .accept_message(&id, &second, &Default::default(), Some("c-2"), 2)
+        .accept_message(&id, &second, &Default::default(), Some("c-2"), 2, None)
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::Accepted(second.id));
@@ -350,12 +351,12 @@ async fn accept_outcomes(backend: Backend, _ctx: &Ctx) {
     // Two unanswered: the limit is reached, and nothing is stored.
     let third = StoredMessage::user("third");
     let outcome = backend
-        .accept_message(&id, &third, &Default::default(), Some("c-3"), 2)
+        .accept_message(&id, &third, &Default::default(), Some("c-3"), 2, None)
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::TooManyPending);
     let outcome = backend
-        .accept_message(&id, &third, &Default::default(), None, 2)
+        .accept_message(&id, &third, &Default::default(), None, 2, None)
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::TooManyPending);
@@ -373,6 +374,7 @@ async fn accept_outcomes(backend: Backend, _ctx: &Ctx) {
             &Default::default(),
             Some("c-1"),
             2,
+            None,
         )
         .await
         .unwrap();
@@ -387,7 +389,7 @@ async fn accept_outcomes(backend: Backend, _ctx: &Ctx) {
     assert_eq!(outcome, FinishOutcome::Done);
     // Room again; "c-3" is new.
     let outcome = backend
-        .accept_message(&id, &third, &Default::default(), Some("c-3"), 2)
+        .accept_message(&id, &third, &Default::default(), Some("c-3"), 2, None)
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::Accepted(third.id));
@@ -399,6 +401,7 @@ async fn accept_outcomes(backend: Backend, _ctx: &Ctx) {
             &Default::default(),
             Some("c-1"),
             2,
+            None,
         )
         .await
         .unwrap();
@@ -411,6 +414,7 @@ async fn accept_outcomes(backend: Backend, _ctx: &Ctx) {
             &Default::default(),
             None,
             2,
+            None,
         )
         .await
         .unwrap();
@@ -757,6 +761,7 @@ async fn deleting_a_session_mid_answer(backend: Backend, _ctx: &Ctx) {
             &Default::default(),
             None,
             ROOMY,
+            None,
         )
         .await
         .unwrap();
@@ -872,7 +877,7 @@ async fn the_trace_context_travels_with_the_queued_message(backend: Backend, _ct
         tracestate: Some("vendor=value".into()),
     };
     let outcome = backend
-        .accept_message(&id, &traced, &trace, None, ROOMY)
+        .accept_message(&id, &traced, &trace, None, ROOMY, None)
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::Accepted(traced.id));

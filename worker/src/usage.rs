@@ -2,7 +2,8 @@
 //! it reports one (asked for with `stream_options.include_usage`, as OpenAI wants),
 //! else counted here, roughly (a token is about four characters of English), so a
 //! provider that reports nothing still spends a budget. Charged once per answer, when
-//! it is finished (`Backend::charge_usage`), off the per-chunk path.
+//! it is finished (`Backend::add_usage` on the payer [`Work::charge`](shared::model::Work) names),
+//! off the per-chunk path.
 
 use crate::llm::ChatMessage;
 use crate::llm::wire::Usage;

@@ -7,10 +7,10 @@
 //! never reaches the model: `budget_exceeded` with the time until the used-up window
 //! resets. Tokens are known only once an answer is done, so the answer that crosses
 //! the budget finishes (never cut mid-sentence) and the next message is refused. The
-//! gateway names the payer and its budget beside the session (`Backend::set_charge`);
+//! gateway names the payer and its budget with the message (`Backend::accept_message`);
 //! the worker checks that budget again before it calls the model, so messages queued
 //! before the budget ran out are refused too (a `budget_exceeded` error event of the
-//! session), and charges each answer's tokens to the payer (`Backend::charge_usage`).
+//! session), and charges each answer's tokens to the payer (`Backend::add_usage`).
 
 use crate::auth::jwt::ClaimedBudget;
 use crate::limits::rest::RateKey;
@@ -48,7 +48,7 @@ impl Budget {
 }
 
 impl Budget {
-    /// What the session of a message from `payer` is charged to (`Backend::set_charge`):
+    /// What the session of a message from `payer` is charged to (`Backend::accept_message`):
     /// the worker checks it again before calling the model.
     pub fn charge(self, payer: &RateKey) -> Charge {
         Charge {

@@ -487,10 +487,11 @@ impl Connection {
                 )
                 .await;
         }
+        // Who pays for the answer goes in with the message (none without a budget).
+        let mut charge = None;
         if !self.budget.is_unlimited() {
             // Before the message is queued, so a refused one never reaches the model.
-            let checked = budget::check(&self.state.backend, &self.payer, self.budget).await;
-            let charged = match checked {
+            match budget::check(&self.state.backend, &self.payer, self.budget).await {
                 Ok(Some(exceeded)) => {
                     rejected(ErrorCode::BudgetExceeded);
                     return self
@@ -501,26 +502,19 @@ impl Connection {
                         )
                         .await;
                 }
-                Ok(None) => {
-                    let charge = self.budget.charge(&self.payer);
-                    self.state
-                        .backend
-                        .set_charge(&self.session_id, &charge)
-                        .await
+                Ok(None) => charge = Some(self.budget.charge(&self.payer)),
+                Err(error) => {
+                    // Budgets guard the bill: without the store, refuse rather than guess.
+                    tracing::error!(%error, "could not check a token budget");
+                    rejected(ErrorCode::Unavailable);
+                    return self
+                        .reply_error(
+                            ErrorCode::Unavailable,
+                            "The message could not be accepted right now; please resend it.",
+                            None,
+                        )
+                        .await;
                 }
-                Err(error) => Err(error),
-            };
-            if let Err(error) = charged {
-                // Budgets guard the bill: without the store, refuse rather than guess.
-                tracing::error!(%error, "could not check a token budget");
-                rejected(ErrorCode::Unavailable);
-                return self
-                    .reply_error(
-                        ErrorCode::Unavailable,
-                        "The message could not be accepted right now; please resend it.",
-                        None,
-                    )
-                    .await;
             }
         }
         let max_pending = limits.max_pending_messages;
@@ -535,6 +529,7 @@ impl Connection {
                 &TraceContext::of(span),
                 client_message_id.as_deref(),
                 max_pending,
+                charge.as_ref(),
             )
             .await;
         match &outcome {

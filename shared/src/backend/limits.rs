@@ -7,19 +7,20 @@
 //! - **Token usage** ([`Backend::add_usage`], [`Backend::usage`]): tokens spent per
 //!   scope in fixed windows aligned to the epoch ([`UsageWindow`]: the UTC minute and
 //!   day), every window in one key, so recording an answer is one step.
-//! - **Who pays for a session's answers** ([`Charge`], [`Backend::set_charge`]): the
-//!   gateway that accepts a message names the scope (the caller's user, else address)
-//!   and its budget beside the session; the worker checks that budget before it calls
-//!   the model ([`Backend::over_budget`]: messages queued before it ran out are
-//!   refused too) and charges the answer's tokens there ([`Backend::charge_usage`]).
-//!   The worker never needs to know how a caller was identified.
+//! - **Who pays for a session's answers** ([`Charge`]): the gateway that accepts a
+//!   message names the scope (the caller's user, else address) and its budget with it
+//!   ([`Backend::accept_message`], stored in the session in the same step); the worker
+//!   gets it with the message ([`Work::charge`](crate::model::Work)), checks that
+//!   budget before it calls the model ([`Backend::over_budget`]: messages queued
+//!   before it ran out are refused too) and adds the answer's tokens there
+//!   ([`Backend::add_usage`]). The worker never needs to know how a caller was
+//!   identified.
 //!
 //! Redis runs each step as one script on one key (`redis/rate.lua`, `redis/usage.lua`;
 //! cluster-safe) with Redis's own clock; memory mirrors them on tokio's clock, so tests
 //! can pause time (`memory/limits.rs`). Both pass `tests/conformance/limits.rs`.
 
 use super::{Backend, StoreError};
-use crate::ids::SessionId;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -110,40 +111,12 @@ impl Backend {
         dispatch!(self, b => b.record_usage(scope, tokens).await)
     }
 
-    /// Names who pays for the session's next answers, and their budget (for as long as
-    /// the session lives idle: `SESSION_IDLE_TTL_SECS`).
-    pub async fn set_charge(&self, session: &SessionId, charge: &Charge) -> Result<(), StoreError> {
-        let text = serde_json::to_string(charge).expect("charges always serialize");
-        dispatch!(self, b => b.set_charge(session, &text).await)
-    }
-
-    /// Who pays for the session's answers; `None` when no gateway named anyone (no
-    /// budget configured).
-    pub async fn charge_of(&self, session: &SessionId) -> Result<Option<Charge>, StoreError> {
-        let text = dispatch!(self, b => b.charge_of(session).await)?;
-        text.as_deref().map(Charge::parse).transpose()
-    }
-
     /// The first window of `charge`'s budget that its payer used up, if any.
     pub async fn over_budget(&self, charge: &Charge) -> Result<Option<Exceeded>, StoreError> {
         if charge.per_day.is_none() && charge.per_minute.is_none() {
             return Ok(None);
         }
         Ok(charge.exceeded(&self.usage(&charge.scope).await?))
-    }
-
-    /// Adds an answer's tokens to the payer the session's messages are charged to; the
-    /// payer charged, or `None` when no gateway named one (no budget configured).
-    pub async fn charge_usage(
-        &self,
-        session: &SessionId,
-        tokens: u64,
-    ) -> Result<Option<Charge>, StoreError> {
-        let charge = self.charge_of(session).await?;
-        if let Some(charge) = &charge {
-            self.add_usage(&charge.scope, tokens).await?;
-        }
-        Ok(charge)
     }
 }
 
@@ -160,6 +133,11 @@ pub struct Charge {
 }
 
 impl Charge {
+    /// A charge as the gateway stores it.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("charges always serialize")
+    }
+
     /// A charge as the gateway stored it (JSON).
     pub fn parse(text: &str) -> Result<Self, StoreError> {
         serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("charge {text:?}: {e}")))

@@ -37,6 +37,8 @@ struct SessionState {
     cancel: Option<MessageId>,
     /// The session's live inbox entry; any other entry for it is stale.
     entry: Option<String>,
+    /// Who pays for the answers, as the latest accepted message named it.
+    charge: Option<Charge>,
     /// Tool calls stored for this message, by slot (`round:index`, run order).
     calls: Option<(MessageId, std::collections::BTreeMap<String, FunctionCall>)>,
     expires_at: Instant,
@@ -106,7 +108,7 @@ struct Inner {
     settings: StoreSettings,
     /// Bounded holder sets (`slots.rs`), under their own lock.
     slots: slots::Slots,
-    /// Rate buckets, token usage and charge scopes (`limits.rs`), under their own lock.
+    /// Rate buckets and token usage (`limits.rs`), under their own lock.
     limits: limits::Limits,
 }
 
@@ -182,6 +184,7 @@ impl MemoryBackend {
                 tries: 0,
                 cancel: None,
                 entry: None,
+                charge: None,
                 calls: None,
                 expires_at: Instant::now() + self.ttl(),
             },
@@ -238,7 +241,11 @@ impl MemoryBackend {
         trace: &TraceContext,
         client_message_id: Option<&str>,
         max_pending: u32,
+        charge: &str,
     ) -> Result<AcceptOutcome, StoreError> {
+        let charge = (!charge.is_empty())
+            .then(|| Charge::parse(charge))
+            .transpose()?;
         let ttl = self.ttl();
         let history_max = self.inner.settings.history_max_messages as usize;
         let mut state = self.state();
@@ -257,6 +264,7 @@ impl MemoryBackend {
             trace: trace.clone(),
         });
         session.record.message_count += 1;
+        session.charge = charge;
         session.record.last_activity_ms = clock::now_millis();
         session.expires_at = Instant::now() + ttl;
         if let Some(client_id) = client_message_id {
@@ -436,12 +444,6 @@ impl MemoryBackend {
         delivery: &Delivery,
         context_messages: usize,
     ) -> Result<Begin, StoreError> {
-        let charge = self
-            .charge_of(&delivery.session_id)
-            .await?
-            .as_deref()
-            .map(Charge::parse)
-            .transpose()?;
         let mut state = self.state();
         let Some(session) = state.live(&delivery.session_id) else {
             state.ack(&delivery.entry_id);
@@ -470,6 +472,7 @@ impl MemoryBackend {
             .map(|(_, calls)| calls.values().cloned().collect())
             .unwrap_or_default();
         let cancelled = session.cancel == Some(message.id);
+        let charge = session.charge.clone();
         // As begin_work.lua: a first try with nothing to check first says `typing` now.
         let announced = session.tries == 1 && !cancelled && charge.is_none();
         let typing = announced.then(|| {

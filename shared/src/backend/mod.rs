@@ -156,7 +156,9 @@ impl Backend {
     }
 
     /// Stores a user message and queues it for a worker, in one step. `trace` travels
-    /// with the queued message and comes back in [`Work::trace`].
+    /// with the queued message and comes back in [`Work::trace`]; `charge` names who
+    /// pays for the session's answers from now on (`None`: no one, no budget applies)
+    /// and comes back in [`Work::charge`].
     pub async fn accept_message(
         &self,
         id: &SessionId,
@@ -164,8 +166,10 @@ impl Backend {
         trace: &TraceContext,
         client_message_id: Option<&str>,
         max_pending: u32,
+        charge: Option<&Charge>,
     ) -> Result<AcceptOutcome, StoreError> {
-        dispatch!(self, b => b.accept_message(id, message, trace, client_message_id, max_pending).await)
+        let charge = charge.map(Charge::to_json).unwrap_or_default();
+        dispatch!(self, b => b.accept_message(id, message, trace, client_message_id, max_pending, &charge).await)
     }
 
     /// Assigns seqs to `events`, logs and publishes them as one batch. A worker passes

@@ -156,7 +156,7 @@ pub async fn session(backend: &Backend) -> SessionId {
 pub async fn accept(backend: &Backend, id: &SessionId, text: &str) -> StoredMessage {
     let message = StoredMessage::user(text);
     let outcome = backend
-        .accept_message(id, &message, &Default::default(), None, ROOMY)
+        .accept_message(id, &message, &Default::default(), None, ROOMY, None)
         .await
         .unwrap();
     assert_eq!(outcome, AcceptOutcome::Accepted(message.id));

@@ -1,11 +1,12 @@
 //! Conformance of the cross-pod limits (`backend::limits`): GCRA rate buckets, token
-//! usage windows and the session's charge scope. Same cases on Redis (real time) and
+//! usage windows and the charge a message carries to its answer. Same cases on Redis (real time) and
 //! memory (paused clock); the window reset is waited for on memory only (a real minute
 //! is too long for the suite), where the paused clock jumps over it.
 
 use crate::helpers::*;
 use shared::backend::{Backend, Charge, Rate, RateOutcome, UsageWindow};
 use shared::ids::SessionId;
+use shared::model::{AcceptOutcome, Begin, FinishOutcome, StoredMessage, Work};
 use std::time::Duration;
 
 /// 600 a minute is one every 100 ms; three at once.
@@ -120,26 +121,40 @@ fn charge(scope: &str, per_day: Option<u64>) -> Charge {
     }
 }
 
+/// Accepts `text` charged to `charge`, then begins it: the charge the worker gets.
+async fn charged_answer(backend: &Backend, id: &SessionId, charge: Option<&Charge>) -> Work {
+    let message = StoredMessage::user("charge me");
+    let outcome = backend
+        .accept_message(id, &message, &Default::default(), None, ROOMY, charge)
+        .await
+        .unwrap();
+    assert_eq!(outcome, AcceptOutcome::Accepted(message.id));
+    let delivery = one_delivery(backend).await;
+    let Begin::Work(work) = backend.begin(&delivery, 0).await.unwrap() else {
+        panic!("work to do");
+    };
+    assert_eq!(work.message.id, message.id);
+    let done = backend.finish(&delivery, &work, None, &[]).await.unwrap();
+    assert_eq!(done, FinishOutcome::Done);
+    *work
+}
+
 async fn answers_are_charged_to_the_named_scope(backend: Backend, _ctx: &Ctx) {
-    let id = SessionId::new_random();
-    assert_eq!(backend.charge_usage(&id, 7).await.unwrap(), None);
-    assert_eq!(backend.charge_of(&id).await.unwrap(), None);
+    let id = session(&backend).await;
     let address = charge("budget:addr:10.0.0.7", Some(10));
-    backend.set_charge(&id, &address).await.unwrap();
-    assert_eq!(
-        backend.charge_of(&id).await.unwrap().as_ref(),
-        Some(&address)
+    let work = charged_answer(&backend, &id, Some(&address)).await;
+    assert_eq!(work.charge.as_ref(), Some(&address));
+    assert!(
+        !work.announced,
+        "a charged answer checks the budget before `typing`"
     );
-    assert_eq!(
-        backend.charge_usage(&id, 7).await.unwrap().as_ref(),
-        Some(&address)
-    );
+    backend.add_usage(&address.scope, 7).await.unwrap();
     assert_eq!(
         backend.over_budget(&address).await.unwrap(),
         None,
         "7 of 10"
     );
-    backend.charge_usage(&id, 3).await.unwrap();
+    backend.add_usage(&address.scope, 3).await.unwrap();
     let exceeded = backend
         .over_budget(&address)
         .await
@@ -148,14 +163,16 @@ async fn answers_are_charged_to_the_named_scope(backend: Backend, _ctx: &Ctx) {
     assert_eq!((exceeded.window, exceeded.limit), (UsageWindow::Day, 10));
     // The latest message's caller pays for what follows, under their own budget.
     let carol = charge("budget:user:carol", None);
-    backend.set_charge(&id, &carol).await.unwrap();
+    let work = charged_answer(&backend, &id, Some(&carol)).await;
+    assert_eq!(work.charge.as_ref(), Some(&carol));
     assert_eq!(backend.over_budget(&carol).await.unwrap(), None, "no limit");
-    backend.charge_usage(&id, 3).await.unwrap();
-    let addr = backend.usage("budget:addr:10.0.0.7").await.unwrap();
-    let carols = backend.usage("budget:user:carol").await.unwrap();
-    assert_eq!((addr[0].used, carols[0].used), (10, 3));
-    let other = SessionId::new_random();
-    assert_eq!(backend.charge_usage(&other, 1).await.unwrap(), None);
+    // A message accepted with no budget is charged to no one.
+    let work = charged_answer(&backend, &id, None).await;
+    assert_eq!(work.charge, None);
+    assert!(work.announced);
+    // Charges are the session's own.
+    let other = session(&backend).await;
+    assert_eq!(charged_answer(&backend, &other, None).await.charge, None);
 }
 
 conformance!(

@@ -37,6 +37,7 @@ async fn session_with_message(backend: &Backend, text: &str) -> SessionId {
             &Default::default(),
             None,
             10,
+            None,
         )
         .await
         .unwrap();

@@ -1,14 +1,12 @@
 //! In-memory side of the cross-pod limits (`backend::limits`), with the Redis scripts'
 //! semantics. Time is the wall clock at creation advanced by tokio's clock, so windows
 //! still align to the epoch while tests pause time and jump over a minute or a day.
-//! Entries that no longer hold anything (a full bucket, past windows, an expired
-//! charge) are swept when a map has doubled since the last sweep, so memory follows
+//! Entries that no longer hold anything (a full bucket, past windows) are swept when a map has doubled since the last sweep, so memory follows
 //! the callers seen recently, not every caller ever.
 
 use super::MemoryBackend;
 use crate::backend::StoreError;
 use crate::backend::limits::{Rate, RateOutcome, UsageWindow, WindowUsage};
-use crate::ids::SessionId;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -46,8 +44,6 @@ struct Tables {
     /// Scope → theoretical arrival time (us on [`Limits::now_us`]'s clock).
     rates: Swept<String, i64>,
     usage: Swept<String, Windows>,
-    /// Session → (its charge as `backend::limits` writes it, when the charge lapses).
-    charges: Swept<SessionId, (String, Instant)>,
 }
 
 pub(super) struct Limits {
@@ -131,27 +127,5 @@ impl MemoryBackend {
                 resets_at_ms: start + window.length_ms(),
             })
             .collect())
-    }
-
-    pub async fn set_charge(&self, session: &SessionId, charge: &str) -> Result<(), StoreError> {
-        let lapses = Instant::now() + self.inner.settings.idle_ttl();
-        let mut tables = self.inner.limits.tables();
-        let now = Instant::now();
-        tables.charges.sweep_if_grown(|_, (_, at)| *at > now);
-        tables
-            .charges
-            .map
-            .insert(session.clone(), (charge.to_owned(), lapses));
-        Ok(())
-    }
-
-    pub async fn charge_of(&self, session: &SessionId) -> Result<Option<String>, StoreError> {
-        let tables = self.inner.limits.tables();
-        Ok(tables
-            .charges
-            .map
-            .get(session)
-            .filter(|(_, lapses)| *lapses > Instant::now())
-            .map(|(charge, _)| charge.clone()))
     }
 }

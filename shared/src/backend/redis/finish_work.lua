@@ -1,8 +1,8 @@
 -- Ends a message, all or nothing: stores the answer, publishes its last events,
--- drops it from the pending list, acknowledges the inbox entry and, when more
--- messages wait, queues the session again. Fenced by the attempt number; resets the
--- message's tries, any cancel request and its stored tool calls (the answer carries
--- them now).
+-- acknowledges the inbox entry and makes the next pending message, if any, the
+-- session's current one (see accept_message.lua) with a new inbox entry. Fenced by
+-- the attempt number; resets the message's tries, any cancel request and its stored
+-- tool calls (the answer carries them now).
 -- KEYS: meta, history, pending, idem, events, inbox, sessions, calls
 -- ARGV: session id, attempt, message id, answer json ('' = none), channel,
 --       log max entries, ttl secs, entry id, group, now ms, history max,
@@ -11,22 +11,20 @@
 -- Meta's `last_seq` is left at the last seq of the published batch: a hint, not the
 -- counter (the log is, see publish_batch.lua), valid as `after` since it is a batch's
 -- last seq; a publish since then only costs the next begin one read of the log.
--- Hot path: HMGET, LRANGE, RPUSH, the batch's XADD and SPUBLISH, LPOP, XACK, XDEL
--- and one HSET; the TTLs as refresh_ttl.lua says.
+-- Hot path: HMGET, RPUSH, the batch's XADD and SPUBLISH, LPOP (nothing waits), XACK,
+-- XDEL and one HSET; the TTLs as refresh_ttl.lua says.
 local function ack()
   redis.call('XACK', KEYS[6], ARGV[9], ARGV[8])
   redis.call('XDEL', KEYS[6], ARGV[8])
 end
 local meta = redis.call('HMGET', KEYS[1], 'attempt', 'count', 'cancel', 'calls',
-  'refreshed_ms')
+  'refreshed_ms', 'head_id')
 if not meta[1] then ack() return 'gone' end
 if meta[1] ~= ARGV[2] then return 'fenced' end
 local fields = {'last_ms', ARGV[10]}
--- The head, and whether another message waits behind it.
-local heads = redis.call('LRANGE', KEYS[3], 0, 1)
-local more = #heads > 0
-if heads[1] and cjson.decode(heads[1])['id'] == ARGV[3] then
-  more = #heads > 1
+-- Whether the session has a current message when this one is done.
+local more = meta[6] ~= nil and meta[6] ~= false and meta[6] ~= ''
+if meta[6] == ARGV[3] then
   if ARGV[4] ~= '' then
     local kept = tonumber(ARGV[11])
     local length = redis.call('RPUSH', KEYS[2], ARGV[4])
@@ -44,9 +42,14 @@ if heads[1] and cjson.decode(heads[1])['id'] == ARGV[3] then
     fields[#fields + 1] = 'last_seq'
     fields[#fields + 1] = last
   end
-  redis.call('LPOP', KEYS[3])
-  fields[#fields + 1] = 'tries'
-  fields[#fields + 1] = 0
+  -- The next message, if one waits, becomes the current one.
+  local next = redis.call('LPOP', KEYS[3])
+  local next_id = ''
+  if next then next_id = cjson.decode(next)['id'] else next = '' end
+  more = next ~= ''
+  for _, field in ipairs({'head', next, 'head_id', next_id, 'tries', 0}) do
+    fields[#fields + 1] = field
+  end
   local dropped = {}
   if meta[3] then dropped[#dropped + 1] = 'cancel' end
   if meta[4] then

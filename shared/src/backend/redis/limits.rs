@@ -1,14 +1,10 @@
 //! Redis side of the cross-pod limits (`backend::limits`): `rate.lua` (GCRA) and
-//! `usage.lua` (token windows), each one script on one key, and the session's charge
-//! (JSON, read and written by `backend::limits`), a string beside the session's keys
-//! (same hash tag).
+//! `usage.lua` (token windows), each one script on one key. The session's charge is a
+//! meta field, written by `accept_message.lua` and read by `begin_work.lua`.
 
 use super::RedisBackend;
 use crate::backend::StoreError;
 use crate::backend::limits::{Rate, RateOutcome, UsageWindow, WindowUsage, parse_usage};
-use crate::ids::SessionId;
-use fred::prelude::*;
-use fred::types::Expiration;
 use fred::types::scripts::Script;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -50,24 +46,5 @@ impl RedisBackend {
             .evalsha_with_reload(self.client(), vec![key], args)
             .await?;
         parse_usage(&reply)
-    }
-
-    pub async fn set_charge(&self, session: &SessionId, charge: &str) -> Result<(), StoreError> {
-        let ttl = self.inner.settings.session_idle_ttl_secs.max(1) as i64;
-        let _: () = self
-            .client()
-            .set(
-                self.keys().charge(session),
-                charge,
-                Some(Expiration::EX(ttl)),
-                None,
-                false,
-            )
-            .await?;
-        Ok(())
-    }
-
-    pub async fn charge_of(&self, session: &SessionId) -> Result<Option<String>, StoreError> {
-        Ok(self.client().get(self.keys().charge(session)).await?)
     }
 }

@@ -1,5 +1,5 @@
-//! The inbox and the work on it: accept a message (history, pending list, inbox entry
-//! in one script), read, begin, keep claims fresh, reclaim a dead worker's entries,
+//! The inbox and the work on it: accept a message (history, current message or pending
+//! list, inbox entry in one script), read, begin, keep claims fresh, reclaim a dead worker's entries,
 //! save tool calls, finish, dead-letter, and the queue's figures.
 
 use super::RedisBackend;
@@ -26,6 +26,7 @@ impl RedisBackend {
         trace: &TraceContext,
         client_message_id: Option<&str>,
         max_pending: u32,
+        charge: &str,
     ) -> Result<AcceptOutcome, StoreError> {
         let k = self.keys();
         let queued = QueuedMessage {
@@ -47,6 +48,7 @@ impl RedisBackend {
             self.settings().history_max_messages.to_string(),
             queued.to_json(),
             self.ready_channel(partition),
+            charge.to_owned(),
         ];
         self.scripts().accept_message.run(self, keys, args).await
     }
@@ -358,7 +360,7 @@ impl RedisBackend {
             k.charge(id),
         ];
         // The `typing` event as JSON around its message id, which only the script
-        // knows (the pending list's head): made with a stand-in id and split there.
+        // knows (the session's current message): made with a stand-in id and split there.
         let stand_in = MessageId::new_random();
         let typing = StreamEvent::status(Status::Typing, id, Some(stand_in)).to_json();
         let (before, after) = typing
