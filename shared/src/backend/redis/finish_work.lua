@@ -23,7 +23,7 @@ if not meta[1] then ack() return 'gone' end
 if meta[1] ~= ARGV[2] then return 'fenced' end
 local fields = {'last_ms', ARGV[10]}
 -- Whether the session has a current message when this one is done.
-local more = meta[6] ~= nil and meta[6] ~= false and meta[6] ~= ''
+local more = meta[6] and meta[6] ~= ''
 if meta[6] == ARGV[3] then
   if ARGV[4] ~= '' then
     local kept = tonumber(ARGV[11])
