@@ -259,19 +259,20 @@ impl Answerer {
             }
             round += 1;
         };
-        let finished = self
-            .finish_with(delivery, work, outcome, calls, tally)
-            .await;
-        if let (Ok(FinishOutcome::Done), Some(charge)) = (&finished, charge)
+        // Charged before the finish: the finish lets the session's next message begin,
+        // and its budget check must see these tokens. The provider spent them whether
+        // or not this try's finish applies.
+        if let Some(charge) = charge
             && tally.total() > 0
         {
             self.charge(charge, tally.total()).await;
         }
-        finished
+        self.finish_with(delivery, work, outcome, calls, tally)
+            .await
     }
 
     /// Charges an answer's tokens to whoever the gateway named for the session. A
-    /// failure is logged: the answer is already done.
+    /// failure is logged: the answer itself still finishes.
     async fn charge(&self, charge: &Charge, tokens: u64) {
         match self.backend.add_usage(&charge.scope, tokens).await {
             Ok(_) => metrics::tokens_charged(tokens),

@@ -1,8 +1,8 @@
 //! The tokens one answer cost, over all its model turns: the provider's `usage` when
 //! it reports one (asked for with `stream_options.include_usage`, as OpenAI wants),
 //! else counted here, roughly (a token is about four characters of English), so a
-//! provider that reports nothing still spends a budget. Charged once per answer, when
-//! it is finished (`Backend::add_usage` on the payer [`Work::charge`](shared::model::Work) names),
+//! provider that reports nothing still spends a budget. Charged once per answer, just
+//! before it is finished (`Backend::add_usage` on the payer [`Work::charge`](shared::model::Work) names),
 //! off the per-chunk path.
 
 use crate::llm::ChatMessage;
