@@ -137,6 +137,8 @@ pub struct ProcReport {
     pub rss_growth_kib: Option<i64>,
     /// CPU time spent in the window, µs.
     pub cpu_window_us: Option<u64>,
+    /// Wake-ups (voluntary context switches of its threads) in the window.
+    pub wakeups_window: Option<u64>,
 }
 
 impl ProcReport {
@@ -151,9 +153,12 @@ impl ProcReport {
             (Some(a), Some(b)) => Some(b.rss_kib as i64 - a.rss_kib as i64),
             _ => None,
         };
-        let cpu_window_us = match (window_start, window_end) {
-            (Some(a), Some(b)) => Some(b.cpu_us.saturating_sub(a.cpu_us)),
-            _ => None,
+        let (cpu_window_us, wakeups_window) = match (window_start, window_end) {
+            (Some(a), Some(b)) => (
+                Some(b.cpu_us.saturating_sub(a.cpu_us)),
+                Some(b.wakeups.saturating_sub(a.wakeups)),
+            ),
+            _ => (None, None),
         };
         Self {
             name,
@@ -163,6 +168,7 @@ impl ProcReport {
             window_end,
             rss_growth_kib,
             cpu_window_us,
+            wakeups_window,
         }
     }
 }
@@ -356,14 +362,17 @@ pub(crate) mod tests {
                 Some(ProcSample {
                     rss_kib: 1000,
                     cpu_us: 0,
+                    wakeups: 0,
                 }),
                 Some(ProcSample {
                     rss_kib: 1500,
                     cpu_us: 10,
+                    wakeups: 7,
                 }),
                 Some(ProcSample {
                     rss_kib: 1500,
                     cpu_us: 60_010,
+                    wakeups: 307,
                 }),
             )],
             tap: None,
@@ -377,6 +386,7 @@ pub(crate) mod tests {
         let report = sample_report();
         assert_eq!(report.processes[0].rss_growth_kib, Some(500));
         assert_eq!(report.processes[0].cpu_window_us, Some(60_000));
+        assert_eq!(report.processes[0].wakeups_window, Some(300));
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["window"]["chunks_per_sec"], 6.0);
         assert_eq!(json["checks"]["clean"], true);

@@ -22,11 +22,39 @@ const THINK_MS: u64 = 200;
 /// Our processes, as sampled.
 const OURS: [&str; 3] = ["gateway", "worker", "redis"];
 
+/// One value per run of each sampled process, by name.
+#[derive(Default)]
+struct PerProcess(Vec<(String, Vec<f64>)>);
+
+impl PerProcess {
+    fn push(&mut self, name: &str, value: f64) {
+        match self.0.iter_mut().find(|(n, _)| n == name) {
+            Some((_, values)) => values.push(value),
+            None => self.0.push((name.to_owned(), vec![value])),
+        }
+    }
+
+    /// The median of `name`'s runs.
+    fn of(&self, name: &str) -> f64 {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(f64::NAN, |(_, v)| median(v))
+    }
+
+    /// The sum of our processes' medians.
+    fn ours(&self) -> f64 {
+        OURS.iter().map(|n| self.of(n)).sum()
+    }
+}
+
 /// One protocol's runs at one delta count.
 #[derive(Default)]
 struct Side {
-    /// CPU µs per answered message, per process name, one value per run.
-    cpu: Vec<(String, Vec<f64>)>,
+    /// CPU µs per answered message.
+    cpu: PerProcess,
+    /// Wake-ups (a thread sleeping, then woken) per answered message.
+    wakeups: PerProcess,
     chunks: Vec<f64>,
     commands: Vec<f64>,
     rates: Vec<f64>,
@@ -36,11 +64,9 @@ impl Side {
     fn add(&mut self, report: &Report, commands: Option<f64>) {
         let messages = report.window.messages.max(1) as f64;
         for p in &report.processes {
-            let value = p.cpu_window_us.map_or(f64::NAN, |us| us as f64 / messages);
-            match self.cpu.iter_mut().find(|(n, _)| *n == p.name) {
-                Some((_, values)) => values.push(value),
-                None => self.cpu.push((p.name.clone(), vec![value])),
-            }
+            let per_answer = |v: Option<u64>| v.map_or(f64::NAN, |v| v as f64 / messages);
+            self.cpu.push(&p.name, per_answer(p.cpu_window_us));
+            self.wakeups.push(&p.name, per_answer(p.wakeups_window));
         }
         self.chunks.push(report.chunks.per_message_mean);
         self.rates.push(report.window.messages_per_sec);
@@ -51,14 +77,11 @@ impl Side {
 
     /// Median CPU µs per message of `name`.
     fn cpu_of(&self, name: &str) -> f64 {
-        self.cpu
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or(f64::NAN, |(_, v)| median(v))
+        self.cpu.of(name)
     }
 
     fn ours(&self) -> f64 {
-        OURS.iter().map(|n| self.cpu_of(n)).sum()
+        self.cpu.ours()
     }
 }
 
@@ -195,6 +218,23 @@ fn figures(sides: &[[Side; 3]]) -> Vec<Figure> {
                 list(&side.rates),
             ));
         }
+        let woken = |side: &Side| {
+            OURS.iter()
+                .map(|n| format!("{n} {:.1}", side.wakeups.of(n)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let floor_wakeups = floor.wakeups.of("client");
+        details.push(format!(
+            "{pieces} deltas, wake-ups per answer: floor (llm client) {floor_wakeups:.1}; stream {} = ours {:.1}, {:.2}× the floor's (CPU {:.2}×); simple {} = ours {:.1}, {:.2}×",
+            woken(stream),
+            stream.wakeups.ours(),
+            stream.wakeups.ours() / floor_wakeups,
+            stream.ours() / base,
+            woken(simple),
+            simple.wakeups.ours(),
+            simple.wakeups.ours() / floor_wakeups,
+        ));
     }
     // Fixed and per-chunk cost: a line through (chunks per answer, µs per answer).
     let fit = |f: &dyn Fn(&[Side; 3]) -> f64| {
@@ -217,6 +257,22 @@ fn figures(sides: &[[Side; 3]]) -> Vec<Figure> {
     details.push(format!(
         "stream protocol, a line through the three delta counts, µs per answer = fixed + per chunk: {}; Redis commands per answer = {ca:.1} + {cb:.2}/chunk",
         fits.join(", ")
+    ));
+    let mut wake_fits = Vec::new();
+    for name in OURS.iter().chain(&["client"]) {
+        let (a, b) = fit(&|s: &[Side; 3]| {
+            if *name == "client" {
+                s[0].wakeups.of("client")
+            } else {
+                s[2].wakeups.of(name)
+            }
+        });
+        let label = if *name == "client" { "floor" } else { name };
+        wake_fits.push(format!("{label} {a:.1} + {b:.2}/chunk"));
+    }
+    details.push(format!(
+        "the same line for wake-ups per answer (voluntary context switches of each process's threads, from /proc/<pid>/task/*/status): {}",
+        wake_fits.join(", ")
     ));
     details.push(format!(
         "{SESSIONS} conversations, closed loop, {THINK_MS} ms between answers, first sends spread over one send period (`--stagger-ms`); `[mock:pieces=N slow={PACE_MS}]`: the 100-token answer as N deltas {PACE_MS} ms apart, default coalescing (15 ms); CPU from /proc/<pid>/stat in the window ÷ answers in the window; \"ours\" is gateway + worker + redis-server; the floor is the load generator's own CPU in `--mode llm`; Redis commands by INFO commandstats (scripts' commands included) from the first message to the last answer"
