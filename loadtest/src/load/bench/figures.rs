@@ -116,7 +116,19 @@ impl Bench {
         self.stack_on(&redis_url, tag, worker, coalesce_ms, mock_url)
     }
 
-    /// A stack whose store is the Redis at `redis_url` (figure 13's cluster).
+    /// One gateway in embedded mode (no `REDIS_URL`: in-memory store and bus, its own
+    /// worker in the process), on the figures' other settings.
+    fn embedded_stack(
+        &mut self,
+        tag: &str,
+        coalesce_ms: u64,
+        mock_url: &str,
+    ) -> anyhow::Result<Stack> {
+        self.stack_on("", tag, Worker::Off, coalesce_ms, mock_url)
+    }
+
+    /// A stack whose store is the Redis at `redis_url` (figure 13's cluster); none
+    /// (`""`) is embedded mode.
     fn stack_on(
         &mut self,
         redis_url: &str,
@@ -156,6 +168,9 @@ impl Bench {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        if redis_url.is_empty() {
+            env.retain(|(k, _)| k != "REDIS_URL" && k != "RUN_WORKER" && k != "KEY_PREFIX");
+        }
         if self.authenticated {
             env.push(("JWT_SECRET".into(), JWT_SECRET.into()));
         }

@@ -283,6 +283,8 @@ impl Bins {
         let port = free_port()?;
         let mut command = Command::new(self.path("gateway"));
         command
+            // A stack names its store; none is embedded mode, whatever this shell has.
+            .env_remove("REDIS_URL")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("CHAT_SERVICE_HOST", "127.0.0.1")
             .env("CHAT_SERVICE_PORT", port.to_string());

@@ -5,7 +5,10 @@
 //! run). The answer's text is streamed as 1, 4 and 32 deltas (`[mock:pieces=N]`),
 //! 20 ms apart so that each is its own chunk event under the default coalescing:
 //! the bytes stay the same, so a straight line through the three gives the fixed
-//! cost per message and the cost per chunk separately.
+//! cost per message and the cost per chunk separately. Beside them, in the details:
+//! each process's wake-ups per answer, and the same stream load on one gateway in
+//! embedded mode (no Redis, its worker in the process), which tells what the hops
+//! between the Redis deployment's processes cost apart from the logic.
 
 use super::{Bench, Worker, list};
 use crate::load::Hooks;
@@ -106,6 +109,9 @@ impl Bench {
     pub async fn cost(&mut self) -> anyhow::Result<Vec<Figure>> {
         let mock = self.mock_long.1.clone();
         let stack = self.stack("cost", Worker::Default, 15, &mock)?;
+        // The same logic in one process with no Redis: what the hops between our
+        // processes cost is the difference.
+        let embedded = self.embedded_stack("cost-embedded", 15, &mock)?;
         let me = std::process::id();
         let pids = vec![
             format!("gateway={}", stack.gateway.pid()),
@@ -114,16 +120,19 @@ impl Bench {
             format!("mock={}", self.mock_long.0.pid()),
             format!("client={me}"),
         ];
-        // [floor, simple, stream] per delta count.
-        let mut sides: Vec<[Side; 3]> = PIECES.iter().map(|_| Default::default()).collect();
+        // [floor, simple, stream, embedded] per delta count.
+        let mut sides: Vec<[Side; 4]> = PIECES.iter().map(|_| Default::default()).collect();
         for rep in 0..self.repeat() {
             for (i, pieces) in PIECES.iter().enumerate() {
                 let text = format!("[mock:pieces={pieces} slow={PACE_MS}] Hello from loadtest");
-                for (j, mode) in ["llm", "simple", "stream"].into_iter().enumerate() {
-                    let url = if mode == "llm" {
-                        format!("{mock}/v1")
-                    } else {
-                        stack.url.clone()
+                for (j, side) in ["llm", "simple", "stream", "embedded"]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let (mode, url) = match side {
+                        "llm" => ("llm", format!("{mock}/v1")),
+                        "embedded" => ("stream", embedded.url.clone()),
+                        mode => (mode, stack.url.clone()),
                     };
                     let mut args: Vec<String> = [
                         "--mode",
@@ -150,19 +159,28 @@ impl Bench {
                     .into_iter()
                     .map(str::to_owned)
                     .collect();
-                    let pid_args = if mode == "llm" {
-                        vec![
+                    let pid_args = match side {
+                        "llm" => vec![
                             format!("mock={}", self.mock_long.0.pid()),
                             format!("client={me}"),
-                        ]
-                    } else {
-                        args.extend(self.auth_args());
-                        pids.clone()
+                        ],
+                        "embedded" => {
+                            args.extend(self.auth_args());
+                            vec![
+                                format!("gateway={}", embedded.gateway.pid()),
+                                format!("mock={}", self.mock_long.0.pid()),
+                                format!("client={me}"),
+                            ]
+                        }
+                        _ => {
+                            args.extend(self.auth_args());
+                            pids.clone()
+                        }
                     };
                     for p in pid_args {
                         args.extend(["--pid".to_owned(), p]);
                     }
-                    let (hooks, counted) = if mode == "llm" {
+                    let (hooks, counted) = if side != "simple" && side != "stream" {
                         (Hooks::default(), None)
                     } else {
                         let (hooks, reset) = self.commandstats_reset();
@@ -170,8 +188,8 @@ impl Bench {
                     };
                     let report = self
                         .load(
-                            &format!("CPU per answer, {mode}, {pieces} deltas"),
-                            &format!("cost-{mode}-{pieces}-{rep}"),
+                            &format!("CPU per answer, {side}, {pieces} deltas"),
+                            &format!("cost-{side}-{pieces}-{rep}"),
                             args,
                             hooks,
                         )
@@ -187,15 +205,15 @@ impl Bench {
                 }
             }
         }
-        drop(stack);
+        drop((stack, embedded));
         Ok(figures(&sides))
     }
 }
 
-fn figures(sides: &[[Side; 3]]) -> Vec<Figure> {
+fn figures(sides: &[[Side; 4]]) -> Vec<Figure> {
     let mut details = Vec::new();
     for (i, pieces) in PIECES.iter().enumerate() {
-        let [floor, simple, stream] = &sides[i];
+        let [floor, simple, stream, embedded] = &sides[i];
         let base = floor.cpu_of("client");
         details.push(format!(
             "{pieces} deltas: floor (llm client) {base:.0} µs/answer at {} answers/s; stream: {:.1} chunks/answer",
@@ -235,15 +253,22 @@ fn figures(sides: &[[Side; 3]]) -> Vec<Figure> {
             simple.wakeups.ours(),
             simple.wakeups.ours() / floor_wakeups,
         ));
+        details.push(format!(
+            "{pieces} deltas, embedded (one gateway process, its own worker, in-memory store and bus; stream protocol): {:.0} µs/answer = {:.2}× the floor, {:.1} wake-ups/answer; the Redis deployment's hops between processes cost {:.0} µs/answer more",
+            embedded.cpu_of("gateway"),
+            embedded.cpu_of("gateway") / base,
+            embedded.wakeups.of("gateway"),
+            stream.ours() - embedded.cpu_of("gateway"),
+        ));
     }
     // Fixed and per-chunk cost: a line through (chunks per answer, µs per answer).
-    let fit = |f: &dyn Fn(&[Side; 3]) -> f64| {
+    let fit = |f: &dyn Fn(&[Side; 4]) -> f64| {
         let points: Vec<(f64, f64)> = sides.iter().map(|s| (median(&s[2].chunks), f(s))).collect();
         line(&points)
     };
     let mut fits = Vec::new();
     for name in OURS.iter().chain(&["client"]) {
-        let (a, b) = fit(&|s: &[Side; 3]| {
+        let (a, b) = fit(&|s: &[Side; 4]| {
             if *name == "client" {
                 s[0].cpu_of("client")
             } else {
@@ -253,14 +278,16 @@ fn figures(sides: &[[Side; 3]]) -> Vec<Figure> {
         let label = if *name == "client" { "floor" } else { name };
         fits.push(format!("{label} {a:.0} + {b:.1}/chunk"));
     }
-    let (ca, cb) = fit(&|s: &[Side; 3]| median(&s[2].commands));
+    let (ea, eb) = fit(&|s: &[Side; 4]| s[3].cpu_of("gateway"));
+    fits.push(format!("embedded {ea:.0} + {eb:.1}/chunk"));
+    let (ca, cb) = fit(&|s: &[Side; 4]| median(&s[2].commands));
     details.push(format!(
         "stream protocol, a line through the three delta counts, µs per answer = fixed + per chunk: {}; Redis commands per answer = {ca:.1} + {cb:.2}/chunk",
         fits.join(", ")
     ));
     let mut wake_fits = Vec::new();
     for name in OURS.iter().chain(&["client"]) {
-        let (a, b) = fit(&|s: &[Side; 3]| {
+        let (a, b) = fit(&|s: &[Side; 4]| {
             if *name == "client" {
                 s[0].wakeups.of("client")
             } else {
@@ -280,7 +307,7 @@ fn figures(sides: &[[Side; 3]]) -> Vec<Figure> {
 
     // Headline values at 4 deltas over the stream protocol (the issue's ~7-chunk load
     // lies between 4 and 32; every count is in the details).
-    let [floor, _, stream] = &sides[1];
+    let [floor, _, stream, _] = &sides[1];
     let base = floor.cpu_of("client");
     let (ours, worker) = (stream.ours() / base, stream.cpu_of("worker") / base);
     let chunks = median(&stream.chunks);
