@@ -16,7 +16,7 @@
 //! - `live`: counters for the progress bar, the timeline and the measured window.
 //! - `progress`: the indicatif bar. [`report`]: table, JSON, HTML.
 //! - `watchers`: extra read-only sockets per session (`--watchers`), for fan-out.
-//! - [`procfs`]: RSS and CPU of other processes. [`tap`]: the plain Redis subscriber
+//! - [`procfs`]: RSS, CPU and wake-ups of other processes. [`tap`]: the plain Redis subscriber
 //!   that added latency is measured against.
 //! - [`bench`]: the benchmark driver (`loadtest bench`).
 

@@ -155,7 +155,7 @@ pub struct RunSettings {
     #[arg(long, default_value_t = shared::keys::DEFAULT_PARTITIONS)]
     pub store_partitions: u16,
 
-    /// Sample RSS and CPU of a process, `NAME=PID` (repeatable): before connecting,
+    /// Sample RSS, CPU and wake-ups of a process, `NAME=PID` (repeatable): before connecting,
     /// at the start and the end of the measured window.
     #[arg(long = "pid", value_parser = parse_pid)]
     pub pids: Vec<(String, u32)>,

@@ -107,14 +107,14 @@ pub fn render(r: &Report) -> String {
         }
     }
     if !r.processes.is_empty() {
-        body.push_str("<h2>Processes</h2><table><tr><th>name</th><th>pid</th><th>RSS before (KiB)</th><th>RSS window start</th><th>RSS end</th><th>CPU in window (ms)</th></tr>");
+        body.push_str("<h2>Processes</h2><table><tr><th>name</th><th>pid</th><th>RSS before (KiB)</th><th>RSS window start</th><th>RSS end</th><th>CPU in window (ms)</th><th>wake-ups in window</th></tr>");
         for p in &r.processes {
             let rss = |s: Option<crate::load::procfs::ProcSample>| {
                 s.map_or("-".into(), |s| s.rss_kib.to_string())
             };
             let _ = write!(
                 body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&p.name),
                 p.pid,
                 rss(p.before_connect),
@@ -122,6 +122,7 @@ pub fn render(r: &Report) -> String {
                 rss(p.window_end),
                 p.cpu_window_us
                     .map_or("-".into(), |c| format!("{:.0}", c as f64 / 1000.0)),
+                p.wakeups_window.map_or("-".into(), |n| n.to_string()),
             );
         }
         body.push_str("</table>");

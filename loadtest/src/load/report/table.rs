@@ -118,7 +118,7 @@ pub fn render(r: &Report) -> String {
         };
         let _ = writeln!(
             out,
-            "process     {} (pid {}): RSS MiB before {} / window start {} / end {}; CPU in window {} ms{per_chunk}",
+            "process     {} (pid {}): RSS MiB before {} / window start {} / end {}; CPU in window {} ms{per_chunk}; wake-ups in window {}",
             p.name,
             p.pid,
             rss(p.before_connect),
@@ -126,6 +126,7 @@ pub fn render(r: &Report) -> String {
             rss(p.window_end),
             p.cpu_window_us
                 .map_or("-".to_owned(), |c| format!("{:.0}", c as f64 / 1000.0)),
+            p.wakeups_window.map_or("-".to_owned(), |n| n.to_string()),
         );
     }
     out
@@ -140,6 +141,7 @@ mod tests {
         assert!(text.contains("first chunk"), "{text}");
         assert!(text.contains("CLEAN"), "{text}");
         assert!(text.contains("10000.00 µs/chunk"), "{text}");
+        assert!(text.contains("wake-ups in window 300"), "{text}");
         assert!(
             !text.contains("REST create"),
             "empty rows are left out: {text}"
